@@ -1,0 +1,278 @@
+"""`python -m adabm_deploy.calibrate`: AdaBM (Algorithm 1) and the MinMax / Percentile baselines.
+
+Initialisation: FP statistics over the calibration patches (EMA min/max, per-sample std, complexity), I2B
+thresholds at the p_I percentiles of complexity, layer factors from the p_L percentiles of sensitivity,
+weight clips by OMSE, bit-aware clipping of the adaptive activation ranges. Fine-tuning: only quantization
+parameters move; stages cycle weight clip -> activation bounds -> bit mapping per epoch, each with its own
+Adam; loss = L1(FP, Q) + lambda_skt * SKT (+ lambda_bit * max(mean bits - b_base, 0) in bit-mapping epochs).
+Only LR images are used: no ground truth.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from tqdm import tqdm
+
+from . import artifact
+from .complexity import gradient_density
+from .data import calibration_images
+from .errors import UserError, run_cli
+from .models import load_edsr
+from .quant.qedsr import QuantEDSR
+from .quant.quantizers import bit_aware_clip
+
+METHODS = ("adabm", "minmax", "percentile")
+STAGES = ("weight_clip", "act_bounds", "bit_mapping")
+
+
+@dataclass
+class Settings:
+    """Defaults are the paper's (AdaBM sec. 4.1 and the authors' code); `cpu` preset shortens fine-tuning."""
+    w_bits: int = 4
+    a_bits: int = 4
+    full_quant: bool = False
+    method: str = "adabm"
+    finetune: bool = True
+    per_channel: bool = False
+    n_images: int = 100
+    patch: int = 96
+    batch: int = 2
+    epochs: int = 10
+    iters_per_epoch: int = 50
+    stats_batch: int = 16
+    p_i: float = 10.0
+    p_l: float = 30.0
+    lambda_skt: float = 10.0
+    lambda_bit: float = 50.0
+    bit_target: float | None = None  # b_tar of the bit loss; None = b_base (the paper)
+    lr_weight_clip: float = 0.01
+    lr_act_bounds: float = 0.01
+    lr_layer_factors: float = 0.01
+    lr_i2b: float = 0.1
+    lr_decay: float = 0.9
+    seed: int = 0
+    preset: str = "paper"
+
+
+PRESETS = {
+    "paper": {},
+    # 2-core CPU in minutes: smaller patches and fewer iterations; accuracy reported in docs/results.md.
+    "cpu": {"patch": 48, "iters_per_epoch": 20},
+}
+
+
+class PatchSampler:
+    """Random LR crops with flips / transposes, each with its gradient-density complexity."""
+
+    def __init__(self, images: list[np.ndarray], patch: int, seed: int):
+        self.images = images
+        self.patch = min(patch, *(min(im.shape[:2]) for im in images))
+        self.rng = np.random.default_rng(seed)
+
+    def crop(self, img: np.ndarray, augment: bool) -> np.ndarray:
+        h, w = img.shape[:2]
+        y, x = self.rng.integers(0, h - self.patch + 1), self.rng.integers(0, w - self.patch + 1)
+        p = img[y:y + self.patch, x:x + self.patch]
+        if augment:
+            if self.rng.random() < 0.5:
+                p = p[:, ::-1]
+            if self.rng.random() < 0.5:
+                p = p[::-1]
+            if self.rng.random() < 0.5:
+                p = p.transpose(1, 0, 2)
+        return np.ascontiguousarray(p)
+
+    @staticmethod
+    def to_batch(patches: list[np.ndarray], device: str) -> tuple[torch.Tensor, torch.Tensor]:
+        x = torch.from_numpy(np.stack(patches).transpose(0, 3, 1, 2).astype(np.float32)).to(device)
+        c = torch.tensor([gradient_density(p) for p in patches], dtype=torch.float32, device=device)
+        return x, c
+
+    def epoch_batches(self, batch: int, device: str):
+        """One un-augmented crop per image, in batches (the statistics pass)."""
+        for i in range(0, len(self.images), batch):
+            yield self.to_batch([self.crop(im, False) for im in self.images[i:i + batch]], device)
+
+    def random_batch(self, batch: int, device: str) -> tuple[torch.Tensor, torch.Tensor]:
+        picks = self.rng.integers(0, len(self.images), batch)
+        return self.to_batch([self.crop(self.images[i], True) for i in picks], device)
+
+
+def skt_loss(fp_feats: list[torch.Tensor], q_feats: list[torch.Tensor]) -> torch.Tensor:
+    """Mean over blocks and samples of || F_P/||F_P|| - F_Q/||F_Q|| ||_2 (paper eq. 10)."""
+    terms = [(F.normalize(p.flatten(1), dim=1) - F.normalize(q.flatten(1), dim=1)).norm(dim=1).mean()
+             for p, q in zip(fp_feats, q_feats)]
+    return torch.stack(terms).mean()
+
+
+def initialise(qm: QuantEDSR, sampler: PatchSampler, s: Settings, device: str) -> dict:
+    """Initialisation phase of Algorithm 1. Returns figures for the report."""
+    sample_size = 1 << 16
+    observe = {q.name: sample_size for q in qm.adaptive_quantizers()}
+    complexities = []
+    with torch.no_grad(), qm.fp_mode():
+        for x, c in sampler.epoch_batches(s.stats_batch, device):
+            qm(x, observe=observe)
+            complexities += c.tolist()
+    for q in qm.act_quantizers():
+        if s.method == "percentile":
+            q.set_bounds(*q.pct_ema)
+        else:
+            q.set_bounds(*q.ema)
+    weight_init = {"adabm": "omse", "minmax": "minmax", "percentile": "percentile"}[s.method]
+    for conv in qm.qconvs():
+        conv.wq.init_clip(conv.weight, weight_init)
+    report = {"complexity_percentiles": np.percentile(complexities, [0, 10, 50, 90, 100]).round(3).tolist()}
+    if s.method == "adabm":
+        qm.image2bit.init_from(np.array(complexities), s.p_i)
+        sens = np.array([q.sensitivity for q in qm.adaptive_quantizers()])
+        qm.layer2bit.init_from(sens, s.p_l)
+        bits0 = qm.variant_bits(0)
+        report["bit_aware_eps"] = [round(bit_aware_clip(q, b), 2) for q, b in zip(qm.adaptive_quantizers(), bits0)]
+        report["initial_layer_factors"] = qm.layer2bit.factors()
+        report["initial_i2b_thresholds"] = list(qm.image2bit.thresholds())
+    else:
+        qm.adaptive_bits = False
+    for q in qm.act_quantizers():
+        q.sample = None
+    return report
+
+
+def param_groups(qm: QuantEDSR, s: Settings) -> dict[str, tuple[list[torch.nn.Parameter], float]]:
+    acts = [p for q in qm.act_quantizers() for p in ((q.upper,) if q.unsigned else (q.lower, q.upper))]
+    groups = {"weight_clip": ([c.wq.clip for c in qm.qconvs()], s.lr_weight_clip),
+              "act_bounds": (acts, s.lr_act_bounds)}
+    if qm.adaptive_bits:
+        groups["layer_factors"] = ([qm.layer2bit.m], s.lr_layer_factors)
+        groups["i2b"] = ([qm.image2bit.lower, qm.image2bit.upper], s.lr_i2b)
+    return groups
+
+
+def finetune(qm: QuantEDSR, sampler: PatchSampler, s: Settings, device: str, progress: bool) -> list[float]:
+    """Fine-tuning phase: returns the mean loss per epoch."""
+    groups = param_groups(qm, s)
+    for params, _ in groups.values():
+        for p in params:
+            p.requires_grad_(True)
+    opts = {name: torch.optim.Adam(params, lr=lr) for name, (params, lr) in groups.items()}
+    stage_groups = {"weight_clip": ["weight_clip"], "act_bounds": ["act_bounds"],
+                    "bit_mapping": ["layer_factors", "i2b"] if qm.adaptive_bits else ["act_bounds"]}
+    losses = []
+    bar = tqdm(total=s.epochs * s.iters_per_epoch, desc="fine-tune", unit="it", disable=not progress)
+    for epoch in range(s.epochs):
+        stage = STAGES[epoch % 3]
+        active = [opts[g] for g in stage_groups[stage]]
+        total = 0.0
+        for _ in range(s.iters_per_epoch):
+            x, c = sampler.random_batch(s.batch, device)
+            fp_feats: list[torch.Tensor] = []
+            with torch.no_grad(), qm.fp_mode():
+                y_fp = qm(x, features=fp_feats)
+            q_feats: list[torch.Tensor] = []
+            y_q = qm(x, c, features=q_feats)
+            loss = F.l1_loss(y_q, y_fp) + s.lambda_skt * skt_loss(fp_feats, q_feats)
+            if stage == "bit_mapping" and qm.adaptive_bits:
+                target = s.a_bits if s.bit_target is None else s.bit_target
+                loss = loss + s.lambda_bit * F.relu(qm.bits(c).mean() - target)
+            for opt in opts.values():
+                opt.zero_grad(set_to_none=True)
+            loss.backward()
+            for opt in active:
+                opt.step()
+            total += loss.item()
+            bar.update()
+            bar.set_postfix(epoch=epoch + 1, stage=stage, loss=f"{loss.item():.3f}")
+        for opt in opts.values():
+            for group in opt.param_groups:
+                group["lr"] *= s.lr_decay
+        losses.append(total / s.iters_per_epoch)
+    bar.close()
+    qm.requires_grad_(False)
+    return losses
+
+
+def calibrate(checkpoint: Path, calib_dir: Path, s: Settings, device: str = "cpu",
+              progress: bool = True) -> tuple[QuantEDSR, dict]:
+    """Run Algorithm 1 (or a baseline) and return the calibrated model and the artifact payload."""
+    if s.method not in METHODS:
+        raise UserError(f"unknown method {s.method!r} (choose from {', '.join(METHODS)})")
+    torch.manual_seed(s.seed)
+    start = time.perf_counter()
+    fp = load_edsr(checkpoint)
+    images = calibration_images(calib_dir, s.n_images, fp.cfg.scale, s.seed)
+    qm = QuantEDSR(fp, s.w_bits, s.a_bits, s.full_quant, s.per_channel).to(device)
+    sampler = PatchSampler(images, s.patch, s.seed)
+    report = initialise(qm, sampler, s, device)
+    report["patch"] = sampler.patch
+    if s.finetune:
+        report["epoch_losses"] = [round(v, 4) for v in finetune(qm, sampler, s, device, progress)]
+    qm.cpu().eval()
+    with torch.no_grad():
+        cs = torch.tensor([gradient_density(im) for im in images])
+        report["fab_calibration_images"] = float(qm.bits(cs).mean())
+    report["seconds"] = round(time.perf_counter() - start, 1)
+    report["device"] = device
+    report["torch_threads"] = torch.get_num_threads()
+    settings = dataclasses.asdict(s) | {"calib_dir": str(calib_dir), "n_images_used": len(images)}
+    return qm, artifact.to_dict(qm, checkpoint, settings, report)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m adabm_deploy.calibrate", description=__doc__.splitlines()[0])
+    p.add_argument("model", type=Path, help="EDSR checkpoint")
+    p.add_argument("--calib-dir", type=Path, required=True,
+                   help="folder of HR images to draw calibration LR images from (e.g. ../shared/data/train/BSD200)")
+    p.add_argument("--w-bits", type=int, default=4)
+    p.add_argument("--a-bits", type=int, default=4)
+    p.add_argument("--full-quant", action="store_true", help="quantize head, body end and tail at W8A8 too")
+    p.add_argument("--method", choices=METHODS, default="adabm")
+    p.add_argument("--no-finetune", action="store_true")
+    p.add_argument("--per-channel", action="store_true", help="per-output-channel weight clips")
+    p.add_argument("--bit-target", type=float,
+                   help="target mean bits of the bit loss (default: --a-bits, as in the paper); lower trades "
+                        "accuracy for a lower FAB")
+    p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
+                   help="paper: the paper's schedule; cpu: shorter fine-tuning for a 2-core CPU")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("-o", "--output", type=Path, required=True, help="calibration artifact (.json)")
+    return p.parse_args(argv)
+
+
+def settings_from_args(args: argparse.Namespace) -> Settings:
+    for name, bits in (("--w-bits", args.w_bits), ("--a-bits", args.a_bits)):
+        if not 2 <= bits <= 8:
+            raise UserError(f"{name} {bits}: must be between 2 and 8 (INT8 containers)")
+    return Settings(w_bits=args.w_bits, a_bits=args.a_bits, full_quant=args.full_quant, method=args.method,
+                    finetune=not args.no_finetune, per_channel=args.per_channel, seed=args.seed,
+                    bit_target=args.bit_target,
+                    preset=args.preset, **PRESETS[args.preset])
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    settings = settings_from_args(args)
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise UserError("--device cuda: no CUDA device available to torch")
+    if not args.output.parent.is_dir():
+        raise UserError(f"{args.output}: output folder does not exist")
+    _, payload = calibrate(args.model, args.calib_dir, settings, args.device, progress=sys.stderr.isatty())
+    artifact.save(args.output, payload)
+    r = payload["report"]
+    print(f"wrote {args.output}: {settings.method} W{settings.w_bits}A{settings.a_bits} "
+          f"{'full' if settings.full_quant else 'body-only'}, FAB {r['fab_calibration_images']:.2f} on calibration "
+          f"images, {r['seconds']} s on {args.device}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(run_cli(main))

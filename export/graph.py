@@ -1,0 +1,169 @@
+"""Build the FP32 and INT8 QDQ ONNX graphs of a calibrated QuantEDSR with onnx.helper.
+
+The graph has exactly the quantization points that QuantEDSR simulates (see adabm_deploy.quant.qedsr):
+uint8 activations with per-tensor scale and integer zero point, b < 8 bits as Clip(0, 2^b - 1) on the uint8
+tensor (a float Clip before QuantizeLinear would make ONNX Runtime fall back to FP32 convs), int8 symmetric
+weights, int32 bias at scale x_scale * w_scale, ReLU outputs at zero point 0 (so ORT folds the ReLU), one
+QuantizeLinear per conv output, PixelShuffle as DepthToSpace (CRD). The last 64->3 conv at output resolution
+is rewritten exactly as a 3x3 conv on the tensor before the last pixel shuffle (3 r^2 real outputs, padded
+with zero filters to 16 so it gets the fast kernel), followed by Slice and DepthToSpace.
+"""
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import torch
+from onnx import TensorProto, helper, numpy_helper
+
+from adabm_deploy.quant.qedsr import QConv, QuantEDSR
+from adabm_deploy.quant.quantizers import ActQuantizer
+
+MIN_FAST_CHANNELS = 16  # ORT's int8 conv misses its fast path below this many output channels
+
+
+def subpixel_conv_weights(weight: np.ndarray, bias: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
+    """Exact rewrite of conv3x3(pixel_shuffle(z, r)) as conv3x3(z) followed by DepthToSpace(r).
+
+    Output channel k*r*r + a*r + b holds phase (a, b) of original output k; an original tap (dy, dx) reads
+    input channel c*r*r + ((a+dy) mod r)*r + ((b+dx) mod r) at low-resolution offset floor((a+dy)/r).
+    """
+    c_out, c_in = weight.shape[:2]
+    new_w = np.zeros((c_out * r * r, c_in * r * r, 3, 3), dtype=weight.dtype)
+    for k in range(c_out):
+        for a in range(r):
+            for b in range(r):
+                o = k * r * r + a * r + b
+                for dy in (-1, 0, 1):
+                    for dx in (-1, 0, 1):
+                        ay, bx = a + dy, b + dx
+                        src = np.arange(c_in) * r * r + (ay % r) * r + (bx % r)
+                        new_w[o, src, ay // r + 1, bx // r + 1] += weight[k, :, dy + 1, dx + 1]
+    return new_w, np.repeat(bias, r * r)
+
+
+class GraphWriter:
+    def __init__(self, qm: QuantEDSR, image_factor: int | None):
+        """image_factor None: FP32 graph; -1 / 0 / +1: the INT8 variant for that image-wise bit factor."""
+        self.qm = qm
+        self.quantized = image_factor is not None
+        self.layer_bits = qm.variant_bits(image_factor) if self.quantized else None
+        self.nodes: list[onnx.NodeProto] = []
+        self.inits: list[onnx.TensorProto] = []
+        self._n = 0
+
+    # -- helpers ----------------------------------------------------------------------------------------
+    def name(self, base: str) -> str:
+        self._n += 1
+        return f"{base}_{self._n}"
+
+    def const(self, base: str, value: np.ndarray) -> str:
+        name = self.name(base)
+        self.inits.append(numpy_helper.from_array(np.asarray(value), name))
+        return name
+
+    def op(self, op_type: str, inputs: list[str], base: str, output: str | None = None, **attrs) -> str:
+        out = output or self.name(base)
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
+        return out
+
+    def quant(self, x: str, q: ActQuantizer, bits: int) -> tuple[str, float]:
+        """QuantizeLinear -> [Clip to b bits on uint8] -> DequantizeLinear; returns (float tensor, scale)."""
+        scale, zp = q.qparams(bits)
+        s = self.const(f"{q.name}.scale", np.float32(scale))
+        z = self.const(f"{q.name}.zp", np.uint8(zp))
+        t = self.op("QuantizeLinear", [x, s, z], f"{q.name}.q")
+        if bits < 8:
+            t = self.op("Clip", [t, self.const("u8.0", np.uint8(0)), self.const(f"u8.{2 ** bits - 1}",
+                                                                               np.uint8(2 ** bits - 1))],
+                        f"{q.name}.clip{bits}")
+        return self.op("DequantizeLinear", [t, s, z], f"{q.name}.dq"), scale
+
+    def point(self, x: str, q: ActQuantizer, bits: int = 8) -> tuple[str, float | None]:
+        if not self.quantized or q.name not in self.qm._active:
+            return x, None
+        return self.quant(x, q, bits)
+
+    def conv(self, x: str, qc: QConv, x_scale: float | None, subpixel: int = 0) -> str:
+        weight = qc.weight.numpy().astype(np.float32)
+        bias = qc.bias.numpy().astype(np.float32)
+        quantized = self.quantized and qc.wq is not None
+        if quantized:
+            w_scale = qc.wq.scale().detach().numpy().astype(np.float32)
+            w_scale = np.broadcast_to(w_scale, (weight.shape[0],)).copy()
+            w_int = np.clip(np.round(weight / w_scale[:, None, None, None]), -qc.wq.qmax, qc.wq.qmax)
+            weight = w_int
+        if subpixel:
+            weight, bias = subpixel_conv_weights(weight, bias, subpixel)
+            if quantized:
+                w_scale = np.repeat(w_scale, subpixel * subpixel)
+            pad = max(0, MIN_FAST_CHANNELS - weight.shape[0])
+            weight = np.concatenate([weight, np.zeros((pad, *weight.shape[1:]), weight.dtype)])
+            bias = np.concatenate([bias, np.zeros(pad, bias.dtype)])
+            if quantized:
+                w_scale = np.concatenate([w_scale, np.ones(pad, np.float32)])
+        if not quantized:
+            return self.op("Conv", [x, self.const(f"{qc.name}.weight", weight), self.const(f"{qc.name}.bias", bias)],
+                           qc.name, pads=[1, 1, 1, 1])
+        per_axis = dict(axis=0)
+        w = self.op("DequantizeLinear", [self.const(f"{qc.name}.w_int8", weight.astype(np.int8)),
+                                         self.const(f"{qc.name}.w_scale", w_scale),
+                                         self.const(f"{qc.name}.w_zp", np.zeros(len(w_scale), np.int8))],
+                    f"{qc.name}.w", **per_axis)
+        b_scale = (np.float32(x_scale) * w_scale).astype(np.float32)
+        b_int = np.round(bias / b_scale).astype(np.int32)
+        b = self.op("DequantizeLinear", [self.const(f"{qc.name}.b_int32", b_int),
+                                         self.const(f"{qc.name}.b_scale", b_scale),
+                                         self.const(f"{qc.name}.b_zp", np.zeros(len(b_scale), np.int32))],
+                    f"{qc.name}.b", **per_axis)
+        return self.op("Conv", [x, w, b], qc.name, pads=[1, 1, 1, 1])
+
+    def mean_shift(self, x: str, conv: torch.nn.Conv2d, base: str, output: str | None = None) -> str:
+        w = conv.weight.detach().numpy()[:, :, 0, 0]
+        if not np.allclose(w, np.diag(np.diag(w))):
+            raise ValueError(f"{base}: mean shift with a non-diagonal weight cannot be exported")
+        gain = self.const(f"{base}.gain", np.diag(w).astype(np.float32).reshape(1, -1, 1, 1))
+        shift = self.const(f"{base}.shift", conv.bias.detach().numpy().astype(np.float32).reshape(1, -1, 1, 1))
+        return self.op("Add", [self.op("Mul", [x, gain], f"{base}.mul"), shift], base, output)
+
+    # -- the network ------------------------------------------------------------------------------------
+    def build(self, opset: int, name: str) -> onnx.ModelProto:
+        qm, bits = self.qm, self.layer_bits
+        x, s = self.point(self.mean_shift("lr", qm.sub_mean, "sub_mean"), qm.q_input)
+        h, s = self.point(self.conv(x, qm.head, s), qm.q_head)
+        cur, s_cur = h, s
+        for i, blk in enumerate(qm.blocks):
+            a, s_a = self.point(cur, blk.q_in, bits[2 * i] if bits else 8)
+            t = self.op("Relu", [self.conv(a, blk.conv1, s_a)], f"body.{i}.relu")
+            t, s_t = self.point(t, blk.q_mid, bits[2 * i + 1] if bits else 8)
+            t, _ = self.point(self.conv(t, blk.conv2, s_t), blk.q_out)
+            cur, s_cur = self.point(self.op("Add", [t, cur], f"body.{i}.add"), blk.q_add)
+        y, _ = self.point(self.conv(cur, qm.body_end, s_cur), qm.q_body_end)
+        y, s = self.point(self.op("Add", [y, h], "body.skip"), qm.q_skip)
+        n_up = len(qm.shuffle)
+        for j, (conv, q) in enumerate(zip(qm.tail[:n_up], qm.q_tail)):
+            y, s = self.point(self.conv(y, conv, s), q)
+            if j < n_up - 1:  # the last shuffle moves behind the rewritten output conv
+                y = self.op("DepthToSpace", [y], f"tail.{j}.d2s", blocksize=qm.shuffle[j], mode="CRD")
+                y, s = self.point(y, q)  # same parameters: lets ORT keep the tensor in uint8
+        r = qm.shuffle[-1]
+        y, _ = self.point(self.conv(y, qm.tail[-1], s, subpixel=r), qm.q_tail[-1])
+        real = qm.cfg.n_colors * r * r
+        y = self.op("Slice", [y, self.const("slice.start", np.array([0], np.int64)),
+                              self.const("slice.end", np.array([real], np.int64)),
+                              self.const("slice.axes", np.array([1], np.int64))], "tail.slice")
+        y = self.op("DepthToSpace", [y], "tail.d2s", blocksize=r, mode="CRD")
+        self.mean_shift(y, qm.add_mean, "add_mean", output="sr")
+        graph = helper.make_graph(
+            self.nodes, name,
+            [helper.make_tensor_value_info("lr", TensorProto.FLOAT, ["N", qm.cfg.n_colors, "H", "W"])],
+            [helper.make_tensor_value_info("sr", TensorProto.FLOAT, ["N", qm.cfg.n_colors, "SH", "SW"])],
+            self.inits)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)],
+                                  producer_name="adabm-deploy")
+        model.ir_version = 9 if opset <= 20 else 10  # onnx 1.23 writes IR 14 by default; ORT refuses that
+        return model
+
+
+def build_model(qm: QuantEDSR, image_factor: int | None, opset: int = 17) -> onnx.ModelProto:
+    label = "fp32" if image_factor is None else f"int8_factor{image_factor:+d}"
+    return GraphWriter(qm, image_factor).build(opset, f"edsr_x{qm.cfg.scale}_{label}")

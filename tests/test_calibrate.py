@@ -1,0 +1,135 @@
+"""Short real calibrations of the 8-block x2 reference model on a few T91 images."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+import torch
+
+from adabm_deploy import artifact
+from adabm_deploy.calibrate import PatchSampler, Settings, calibrate
+from adabm_deploy.data import calibration_images
+from adabm_deploy.errors import UserError
+from adabm_deploy.models import load_edsr
+from conftest import shared_path
+
+TINY = dict(n_images=12, patch=32, batch=2, epochs=3, iters_per_epoch=8, stats_batch=6)
+
+
+@pytest.fixture(scope="module")
+def t91():
+    return shared_path("data", "train", "T91")
+
+
+def held_out_error(qm, ckpt, folder):
+    """Mean |FP - Q| on crops of images the calibration did not draw (different seed)."""
+    images = calibration_images(folder, 6, 2, seed=123)
+    sampler = PatchSampler(images, 40, seed=5)
+    errs, bits = [], []
+    with torch.no_grad():
+        for x, c in sampler.epoch_batches(6, "cpu"):
+            with qm.fp_mode():
+                ref = qm(x)
+            errs.append(float((qm(x, c) - ref).abs().mean()))
+            bits.append(float(qm.bits(c).mean()))
+    return float(np.mean(errs)), float(np.mean(bits))
+
+
+@pytest.fixture(scope="module")
+def calibrated(x2_checkpoint, t91):
+    out = {}
+    for name, method, ft in (("minmax", "minmax", False), ("adabm", "adabm", True)):
+        s = Settings(w_bits=4, a_bits=4, method=method, finetune=ft, **TINY)
+        out[name] = calibrate(x2_checkpoint, t91, s, progress=False)
+    return out
+
+
+def test_adabm_beats_minmax_at_comparable_bits(calibrated, x2_checkpoint, t91):
+    err_mm, bits_mm = held_out_error(calibrated["minmax"][0], x2_checkpoint, t91)
+    err_ada, bits_ada = held_out_error(calibrated["adabm"][0], x2_checkpoint, t91)
+    assert bits_mm == 4.0
+    assert bits_ada <= 4.5  # the bit loss holds the mean near b_base
+    assert err_ada < 0.7 * err_mm, (err_ada, err_mm)
+
+
+def test_adabm_artifact_records_mappings_and_settings(calibrated):
+    payload = calibrated["adabm"][1]
+    assert payload["format"] == artifact.FORMAT and payload["version"] == artifact.VERSION
+    assert set(payload["layer_factors"]) <= {-1, 0, 1} and len(payload["layer_factors"]) == 16
+    lo, hi = payload["i2b_thresholds"]
+    assert 0 < lo < hi
+    assert payload["settings"]["p_i"] == 10 and payload["settings"]["lambda_bit"] == 50
+    assert len(payload["report"]["epoch_losses"]) == 3
+    assert payload["variant_bits"]["0"] == [min(8, max(2, 4 + f)) for f in payload["layer_factors"]]
+
+
+def test_artifact_round_trip_and_validation(calibrated, x2_checkpoint, x4_checkpoint, tmp_path):
+    qm, payload = calibrated["adabm"]
+    path = tmp_path / "a.json"
+    artifact.save(path, payload)
+    loaded = artifact.load(path, load_edsr(x2_checkpoint), x2_checkpoint)
+    x, c = torch.rand(1, 3, 20, 20) * 255, torch.tensor([30.0])
+    with torch.no_grad():
+        assert torch.equal(loaded(x, c), qm(x, c))
+    with pytest.raises(UserError, match="calibrated for another checkpoint"):
+        artifact.load(path, load_edsr(x4_checkpoint), x4_checkpoint)
+    broken = dict(payload, activations={k: v for k, v in list(payload["activations"].items())[1:]})
+    artifact.save(path, broken)
+    with pytest.raises(UserError, match="activation points do not match"):
+        artifact.load(path, load_edsr(x2_checkpoint), x2_checkpoint)
+    path.write_text(json.dumps(dict(payload, version=99)))
+    with pytest.raises(UserError, match="version 99 not supported"):
+        artifact.read(path)
+    path.write_text("{not json")
+    with pytest.raises(UserError, match="not a calibration artifact"):
+        artifact.read(path)
+
+
+def test_quantized_model_in_fp_mode_is_the_fp32_network(calibrated, x2_checkpoint):
+    qm = calibrated["adabm"][0]
+    x = torch.rand(1, 3, 16, 16) * 255
+    with torch.no_grad(), qm.fp_mode():
+        assert torch.allclose(qm(x), load_edsr(x2_checkpoint)(x), atol=1e-4)
+
+
+def test_cli_bad_inputs_exit_2_and_write_nothing(tmp_path, x2_checkpoint, t91):
+    cases = [
+        ([str(tmp_path / "none.pt"), "--calib-dir", str(t91)], "checkpoint not found"),
+        ([str(x2_checkpoint), "--calib-dir", str(tmp_path)], "no images found"),
+        ([str(x2_checkpoint), "--calib-dir", str(t91), "--a-bits", "9"], "must be between 2 and 8"),
+    ]
+    for args, message in cases:
+        out = tmp_path / "out.json"
+        proc = subprocess.run([sys.executable, "-m", "adabm_deploy.calibrate", *args, "-o", str(out)],
+                              capture_output=True, text=True)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1
+        assert not out.exists()
+
+
+def test_qdq_graphs_check_fuse_to_integer_convs_and_fp32_graph_matches_torch(x2_checkpoint, tmp_path):
+    import onnx
+    import onnxruntime as ort
+
+    from export.graph import build_model
+    from adabm_deploy.quant import QuantEDSR
+    qm = QuantEDSR(load_edsr(x2_checkpoint), 4, 4, full_quant=True)
+    for q in qm.act_quantizers():
+        q.set_bounds(-50.0, 50.0)
+    for conv in qm.qconvs():
+        conv.wq.init_clip(conv.weight, "minmax")
+    x = torch.rand(1, 3, 20, 24) * 255
+    for factor in (None, -1, 0, 1):
+        model = build_model(qm, factor)
+        onnx.checker.check_model(model, full_check=True)
+        so = ort.SessionOptions()
+        so.optimized_model_filepath = str(tmp_path / f"opt_{factor}.onnx")
+        sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+        y = sess.run(None, {"lr": x.numpy()})[0]
+        conv_ops = [n.op_type for n in onnx.load(so.optimized_model_filepath).graph.node if "Conv" in n.op_type]
+        if factor is None:
+            with torch.no_grad(), qm.fp_mode():
+                assert np.abs(y - qm(x).numpy()).max() < 0.05  # includes the exact sub-pixel tail rewrite
+        else:
+            assert conv_ops and all(op == "QLinearConv" for op in conv_ops), conv_ops
