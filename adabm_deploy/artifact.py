@@ -6,12 +6,12 @@ checkpoint by sha256 and architecture. Loading validates format, version, checkp
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from .atomic import write_json
 from .errors import UserError
 from .models.checkpoint import sha256_file
 from .models.edsr import EDSR
@@ -44,17 +44,7 @@ def to_dict(qm: QuantEDSR, checkpoint: Path, settings: dict[str, Any], report: d
 
 
 def save(path: Path, payload: dict[str, Any]) -> None:
-    """Atomic write: a crash never leaves a half-written artifact under the final name."""
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise UserError(f"{path}: output folder does not exist")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(payload, indent=1) + "\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"{path}: cannot write ({exc.strerror})") from None
+    write_json(path, payload)
 
 
 def read(path: Path) -> dict[str, Any]:

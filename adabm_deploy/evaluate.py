@@ -6,8 +6,6 @@ over images. RGB PSNR is reported beside it.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 from dataclasses import asdict, dataclass
@@ -19,6 +17,7 @@ import torch
 from tqdm import tqdm
 
 from . import artifact
+from .atomic import write_json
 from .complexity import gradient_density
 from .data import BenchmarkSet, expand_benchmark_dirs, open_benchmark
 from .errors import UserError, run_cli
@@ -100,19 +99,6 @@ def format_table(results: list[SetResult], title: str) -> str:
     return "\n".join(lines)
 
 
-def write_json_atomic(path: Path, payload: dict) -> None:
-    path = Path(path)
-    if not path.parent.is_dir():
-        raise UserError(f"{path}: output folder does not exist")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_text(json.dumps(payload, indent=2) + "\n")
-        os.replace(tmp, path)
-    except OSError as exc:
-        tmp.unlink(missing_ok=True)
-        raise UserError(f"{path}: cannot write ({exc.strerror})") from None
-
-
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m adabm_deploy.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, type=Path, help="EDSR checkpoint (EDSR-PyTorch state dict)")
@@ -151,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"torch {torch.__version__} {torch.get_num_threads()} threads")
     print(format_table(results, title))
     if args.json:
-        write_json_atomic(args.json, {"model": str(args.model), "scale": scale, "precision": precision,
+        write_json(args.json, {"model": str(args.model), "scale": scale, "precision": precision,
                                       "qconfig": str(args.qconfig) if args.qconfig else None, "patch": args.patch,
                                       "results": [asdict(r) for r in results]})
     return 0
