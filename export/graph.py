@@ -79,7 +79,7 @@ class GraphWriter:
         return self.op("DequantizeLinear", [t, s, z], f"{q.name}.dq"), scale
 
     def point(self, x: str, q: ActQuantizer, bits: int = 8) -> tuple[str, float | None]:
-        if not self.quantized or q.name not in self.qm._active:
+        if not self.quantized or not self.qm.has_point(q):
             return x, None
         return self.quant(x, q, bits)
 

@@ -97,6 +97,10 @@ class QuantEDSR(nn.Module):
             qs += [self.q_body_end, self.q_skip, *self.q_tail]
         return qs
 
+    def has_point(self, q: ActQuantizer) -> bool:
+        """Whether `q` exists in the deployed graph for this mode (body-only leaves the outer points float)."""
+        return q.name in self._active
+
     def adaptive_quantizers(self) -> list[ActQuantizer]:
         return [q for blk in self.blocks for q in (blk.q_in, blk.q_mid)]
 
@@ -132,7 +136,7 @@ class QuantEDSR(nn.Module):
     # -- forward ------------------------------------------------------------------------------------------
     def _q(self, q: ActQuantizer, x: torch.Tensor, bits, observe: dict | None):
         """Apply one quantization point; returns (tensor, its scale or None where it stays float)."""
-        if q.name not in self._active:
+        if not self.has_point(q):
             return x, None
         if not self.quant_enabled:
             if observe is not None:
