@@ -59,6 +59,7 @@ ROWS = [
     Row("full_w6a6_percentile", 6, 6, True, "percentile", False),
     Row("full_w6a6_minmax_ft", 6, 6, True, "minmax", True),
     Row("full_w6a6_adabm", 6, 6, True, "adabm", True),
+    Row("full_w8a8_adabm", 8, 8, True, "adabm", True),
     Row("body_w8a6_adabm", 8, 6, False, "adabm", True),
     Row("body_w4a4_adabm", 4, 4, False, "adabm", True),
 ]

@@ -42,9 +42,11 @@ def subpixel_conv_weights(weight: np.ndarray, bias: np.ndarray, r: int) -> tuple
 
 
 class GraphWriter:
-    def __init__(self, qm: QuantEDSR, image_factor: int | None):
-        """image_factor None: FP32 graph; -1 / 0 / +1: the INT8 variant for that image-wise bit factor."""
+    def __init__(self, qm: QuantEDSR, image_factor: int | None, subpixel_tail: bool = True):
+        """image_factor None: FP32 graph; -1 / 0 / +1: the INT8 variant for that image-wise bit factor.
+        subpixel_tail False keeps the plain PixelShuffle -> conv tail (the graph a user's own export has)."""
         self.qm = qm
+        self.subpixel_tail = subpixel_tail
         self.quantized = image_factor is not None
         self.layer_bits = qm.variant_bits(image_factor) if self.quantized else None
         self.nodes: list[onnx.NodeProto] = []
@@ -140,18 +142,23 @@ class GraphWriter:
         y, _ = self.point(self.conv(cur, qm.body_end, s_cur), qm.q_body_end)
         y, s = self.point(self.op("Add", [y, h], "body.skip"), qm.q_skip)
         n_up = len(qm.shuffle)
+        # with the rewrite, the last shuffle moves behind the output conv
+        n_shuffled = n_up - 1 if self.subpixel_tail else n_up
         for j, (conv, q) in enumerate(zip(qm.tail[:n_up], qm.q_tail)):
             y, s = self.point(self.conv(y, conv, s), q)
-            if j < n_up - 1:  # the last shuffle moves behind the rewritten output conv
+            if j < n_shuffled:
                 y = self.op("DepthToSpace", [y], f"tail.{j}.d2s", blocksize=qm.shuffle[j], mode="CRD")
                 y, s = self.point(y, q)  # same parameters: lets ORT keep the tensor in uint8
-        r = qm.shuffle[-1]
-        y, _ = self.point(self.conv(y, qm.tail[-1], s, subpixel=r), qm.q_tail[-1])
-        real = qm.cfg.n_colors * r * r
-        y = self.op("Slice", [y, self.const("slice.start", np.array([0], np.int64)),
-                              self.const("slice.end", np.array([real], np.int64)),
-                              self.const("slice.axes", np.array([1], np.int64))], "tail.slice")
-        y = self.op("DepthToSpace", [y], "tail.d2s", blocksize=r, mode="CRD")
+        if self.subpixel_tail:
+            r = qm.shuffle[-1]
+            y, _ = self.point(self.conv(y, qm.tail[-1], s, subpixel=r), qm.q_tail[-1])
+            real = qm.cfg.n_colors * r * r
+            y = self.op("Slice", [y, self.const("slice.start", np.array([0], np.int64)),
+                                  self.const("slice.end", np.array([real], np.int64)),
+                                  self.const("slice.axes", np.array([1], np.int64))], "tail.slice")
+            y = self.op("DepthToSpace", [y], "tail.d2s", blocksize=r, mode="CRD")
+        else:
+            y, _ = self.point(self.conv(y, qm.tail[-1], s), qm.q_tail[-1])
         self.mean_shift(y, qm.add_mean, "add_mean", output="sr")
         graph = helper.make_graph(
             self.nodes, name,
@@ -164,6 +171,7 @@ class GraphWriter:
         return model
 
 
-def build_model(qm: QuantEDSR, image_factor: int | None, opset: int = 17) -> onnx.ModelProto:
+def build_model(qm: QuantEDSR, image_factor: int | None, opset: int = 17,
+                subpixel_tail: bool = True) -> onnx.ModelProto:
     label = "fp32" if image_factor is None else f"int8_factor{image_factor:+d}"
-    return GraphWriter(qm, image_factor).build(opset, f"edsr_x{qm.cfg.scale}_{label}")
+    return GraphWriter(qm, image_factor, subpixel_tail).build(opset, f"edsr_x{qm.cfg.scale}_{label}")

@@ -1,0 +1,101 @@
+"""Write a model directory (manifest.json, fp32.onnx, one INT8 graph per image-wise bit factor) atomically.
+
+Everything is written into a hidden staging folder beside the target and renamed into place at the end, so an
+error or a kill never leaves a half-written model directory; an existing directory is replaced only on request.
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from adabm_deploy.errors import UserError
+from adabm_deploy.models.checkpoint import sha256_file
+from adabm_deploy.quant.qedsr import QuantEDSR
+from runtime import manifest
+
+from .graph import build_model
+
+PATCH_SIZE = 96  # the paper's patch-wise protocol; the runtime's default tile size
+ARTIFACT_FILE = "calibration.json"
+
+
+def variant_file(factor: int | None) -> str:
+    return "fp32.onnx" if factor is None else f"int8_f{factor:+d}.onnx"
+
+
+def check_writable(out_dir: Path, force: bool) -> None:
+    """Fail before any work if the directory cannot be created (or exists and would be overwritten)."""
+    out_dir = Path(out_dir)
+    if out_dir.exists() and not force:
+        raise UserError(f"{out_dir}: already exists (pass --force to replace it)")
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UserError(f"{out_dir}: exists and is not a directory")
+    parent = out_dir.absolute().parent
+    if not parent.is_dir():
+        raise UserError(f"{out_dir}: output folder {parent} does not exist")
+    if not os.access(parent, os.W_OK | os.X_OK):
+        raise UserError(f"{out_dir}: output folder {parent} is not writable")
+
+
+def _save(model: onnx.ModelProto, path: Path) -> dict[str, str]:
+    onnx.checker.check_model(model, full_check=True)
+    onnx.save(model, str(path))
+    return {"file": path.name, "sha256": sha256_file(path)}
+
+
+def _fill(staging: Path, qm: QuantEDSR, checkpoint: Path, artifact_data: dict[str, Any], opset: int) -> None:
+    (staging / ARTIFACT_FILE).write_text(json.dumps(artifact_data, indent=1) + "\n")
+    variants = []
+    for factor in manifest.FACTORS:
+        entry = _save(build_model(qm, factor, opset), staging / variant_file(factor))
+        bits = qm.variant_bits(factor)
+        variants.append({"factor": factor, **entry, "layer_bits": bits, "fab": sum(bits) / len(bits)})
+    cfg = qm.cfg
+    payload = {
+        "scale": cfg.scale,
+        "patch_size": PATCH_SIZE,
+        "io": {"input": "lr", "output": "sr", "layout": "NCHW float32 RGB 0..255"},
+        "complexity": {"thresholds": list(qm.image2bit.thresholds())},  # non-adaptive: all variants equal
+        "fp32": _save(build_model(qm, None, opset), staging / variant_file(None)),
+        "variants": variants,
+        "checkpoint": {"file": Path(checkpoint).name, "sha256": sha256_file(checkpoint), "n_blocks": cfg.n_blocks,
+                       "n_feats": cfg.n_feats, "n_colors": cfg.n_colors},
+        "calibration": {"file": ARTIFACT_FILE, "sha256": sha256_file(staging / ARTIFACT_FILE),
+                        "method": artifact_data["settings"]["method"], "w_bits": qm.w_bits, "a_bits": qm.a_bits,
+                        "full_quant": qm.full_quant, "adaptive": qm.adaptive_bits,
+                        "fab_calibration_images": artifact_data["report"].get("fab_calibration_images")},
+        "opset": opset,
+        "producer": {"name": "adabm-deploy", "onnx": onnx.__version__},
+    }
+    (staging / manifest.MANIFEST).write_text(json.dumps(manifest.build(payload), indent=1) + "\n")
+    manifest.load(staging)  # the runtime's own validation, before anything is renamed into place
+
+
+def write(out_dir: Path, qm: QuantEDSR, checkpoint: Path, artifact_data: dict[str, Any], opset: int,
+          force: bool = False) -> manifest.Manifest:
+    out_dir = Path(out_dir)
+    check_writable(out_dir, force)
+    staging = out_dir.with_name(f".{out_dir.name}.staging-{os.getpid()}")
+    retired = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
+    try:
+        staging.mkdir()
+        _fill(staging, qm, checkpoint, artifact_data, opset)
+        if out_dir.exists():
+            os.replace(out_dir, retired)
+        try:
+            os.replace(staging, out_dir)
+        except OSError:
+            if retired.exists():
+                os.replace(retired, out_dir)  # put the previous model back
+            raise
+    except OSError as exc:
+        raise UserError(f"{out_dir}: cannot write model directory ({exc.strerror or exc})") from None
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.rmtree(retired, ignore_errors=True)
+    return manifest.load(out_dir)

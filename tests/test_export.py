@@ -1,0 +1,225 @@
+"""The exporter: graph design, the model-directory contract, fidelity to the PyTorch simulation, bad input."""
+import json
+import subprocess
+import sys
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+import torch
+
+from adabm_deploy import artifact
+from adabm_deploy.calibrate import Settings, calibrate
+from adabm_deploy.data import open_benchmark
+from adabm_deploy.images import read_rgb
+from adabm_deploy.metrics import psnr, to_uint8
+from adabm_deploy.models import load_edsr
+from adabm_deploy.quant import QuantEDSR
+from conftest import REPO, shared_path
+from export.graph import build_model
+from runtime import manifest
+
+BUNDLED = REPO / "runtime" / "models" / "edsr_baseline_x4"
+TINY = dict(n_images=8, patch=32, batch=2, epochs=2, iters_per_epoch=4, stats_batch=4)
+
+
+def run_export(*args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "export", *map(str, args)], capture_output=True, text=True,
+                          cwd=REPO)
+
+
+def session(path, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL, optimized_to=None):
+    so = ort.SessionOptions()
+    so.graph_optimization_level = level
+    so.intra_op_num_threads = 2
+    if optimized_to:
+        so.optimized_model_filepath = str(optimized_to)
+    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+
+
+def run_image(sess, lr: np.ndarray) -> np.ndarray:
+    return sess.run(None, {"lr": lr.transpose(2, 0, 1)[None].astype(np.float32)})[0][0].transpose(1, 2, 0)
+
+
+@pytest.fixture(scope="module")
+def tiny_artifact(x2_checkpoint, tmp_path_factory):
+    """A short real AdaBM W4A4 full-quantization calibration of the x2 model."""
+    t91 = shared_path("data", "train", "T91")
+    _, payload = calibrate(x2_checkpoint, t91, Settings(full_quant=True, **TINY), progress=False)
+    path = tmp_path_factory.mktemp("calib") / "x2_w4a4.json"
+    artifact.save(path, payload)
+    return path
+
+
+@pytest.fixture(scope="module")
+def bundled_sim(x4_checkpoint):
+    """The bundled model's calibration rebuilt as the PyTorch simulation it was exported from."""
+    m = manifest.load(BUNDLED)
+    qm = artifact.load(BUNDLED / m.raw["calibration"]["file"], load_edsr(x4_checkpoint), x4_checkpoint)
+    return m, qm
+
+
+def test_qdq_graphs_check_fuse_to_integer_convs_and_fp32_graph_matches_torch(x2_checkpoint, tmp_path):
+    qm = QuantEDSR(load_edsr(x2_checkpoint), 4, 4, full_quant=True)
+    for q in qm.act_quantizers():
+        q.set_bounds(-50.0, 50.0)
+    for conv in qm.qconvs():
+        conv.wq.init_clip(conv.weight, "minmax")
+    x = torch.rand(1, 3, 20, 24) * 255
+    for subpixel_tail in (True, False):
+        for factor in (None, -1, 0, 1):
+            model = build_model(qm, factor, subpixel_tail=subpixel_tail)
+            onnx.checker.check_model(model, full_check=True)
+            path, opt = tmp_path / "m.onnx", tmp_path / "opt.onnx"
+            onnx.save(model, path)
+            y = session(path, optimized_to=opt).run(None, {"lr": x.numpy()})[0]
+            conv_ops = [n.op_type for n in onnx.load(opt).graph.node if "Conv" in n.op_type]
+            if factor is None:
+                with torch.no_grad(), qm.fp_mode():
+                    assert np.abs(y - qm(x).numpy()).max() < 0.05  # the sub-pixel tail rewrite is exact
+            else:
+                assert conv_ops and all(op == "QLinearConv" for op in conv_ops), conv_ops
+
+
+def test_bundled_model_is_valid_and_every_variant_runs_integer_convs(x4_checkpoint, tmp_path):
+    m = manifest.load(BUNDLED)  # checks format, complexity definition and every file's sha256
+    raw = m.raw
+    assert m.scale == 4 and m.patch_size == 96 and m.thresholds[0] < m.thresholds[1]
+    assert raw["checkpoint"]["sha256"] == artifact.sha256_file(x4_checkpoint)
+    assert raw["calibration"]["method"] == "adabm" and raw["calibration"]["full_quant"]
+    assert raw["calibration"]["sha256"] == artifact.sha256_file(BUNDLED / raw["calibration"]["file"])
+    sizes = sum(p.stat().st_size for p in BUNDLED.iterdir())
+    assert sizes < 16e6, "the bundled model directory must stay small enough for the repository"
+    fabs = [m.variants[f].fab for f in manifest.FACTORS]
+    assert fabs == sorted(fabs) and all(2 <= b <= 8 for f in manifest.FACTORS for b in m.variants[f].layer_bits)
+    for f, v in m.variants.items():
+        onnx.checker.check_model(onnx.load(v.path), full_check=True)
+        opt = tmp_path / f"opt{f}.onnx"
+        session(v.path, optimized_to=opt)
+        ops = [n.op_type for n in onnx.load(opt).graph.node]
+        assert ops.count("QLinearConv") == 2 * 16 + 2 + 3 and "Conv" not in ops, sorted(set(ops))
+        assert ops.count("QLinearAdd") == 16 + 1
+
+
+@pytest.mark.parametrize("set_name", ["Set5", "Set14"])
+def test_onnx_runtime_matches_the_pytorch_simulation(bundled_sim, benchmark_root, set_name):
+    """Each variant on ORT (all optimizations) vs the simulated model forced to the same image-wise factor."""
+    m, qm = bundled_sim
+    lo, hi = m.thresholds
+    complexity_for = {-1: lo - 1.0, 0: (lo + hi) / 2, 1: hi + 1.0}
+    bench = open_benchmark(benchmark_root / set_name, m.scale)
+    for factor, variant in m.variants.items():
+        sess = session(variant.path)
+        mutual, hr_ort, hr_sim = [], [], []
+        for pair in bench.pairs:
+            lr, hr = bench.load(pair)
+            ours = to_uint8(run_image(sess, lr))
+            with torch.no_grad():
+                sim = qm(torch.from_numpy(lr.transpose(2, 0, 1).copy()).float()[None],
+                         torch.tensor([complexity_for[factor]]))
+            sim = to_uint8(sim[0].permute(1, 2, 0).numpy())
+            mutual.append(psnr(ours, sim))
+            hr_ort.append(psnr(ours, hr, crop=m.scale))
+            hr_sim.append(psnr(sim, hr, crop=m.scale))
+        assert min(mutual) >= 45.0, (factor, mutual)
+        assert abs(np.mean(hr_ort) - np.mean(hr_sim)) <= 0.05, (factor, np.mean(hr_ort), np.mean(hr_sim))
+
+
+def test_reference_evaluator_agrees_with_onnx_runtime(benchmark_root, tmp_path):
+    """A second consumer of the graph: onnx's reference evaluator on a small input.
+
+    Through the first quantized conv both agree within 1 LSB. Over the whole network they cannot agree
+    pixel for pixel: a value that lands on a rounding boundary (float accumulation order, QLinearAdd's
+    fixed-point multipliers) flips by 1 LSB, and 37 further requantizations spread the flip, so the SR
+    output differs by a few LSB at some pixels; ORT's own op-by-op and fused modes differ the same way.
+    That spread is bounded here (>= 45 dB, most pixels within 1 LSB) and on whole images above."""
+    from onnx.reference import ReferenceEvaluator
+    lr = read_rgb(benchmark_root / "Set5" / "LR_bicubic" / "X4" / "birdx4.png")[20:36, 20:36]
+    x = lr.transpose(2, 0, 1)[None].astype(np.float32)
+    for variant in manifest.load(BUNDLED).variants.values():
+        model = onnx.load(variant.path)
+        first_conv = next(n.output[0] for n in model.graph.node if n.name.startswith("head.out.q"))
+        prefix = tmp_path / "prefix.onnx"
+        onnx.utils.extract_model(str(variant.path), str(prefix), ["lr"], [first_conv])
+        ref = ReferenceEvaluator(str(prefix)).run(None, {"lr": x})[0].astype(int)
+        assert np.abs(ref - session(prefix).run(None, {"lr": x})[0]).max() <= 1, variant.factor
+        ref = to_uint8(ReferenceEvaluator(model).run(None, {"lr": x})[0][0].transpose(1, 2, 0))
+        fused = to_uint8(run_image(session(variant.path), lr))
+        assert psnr(ref, fused) >= 45.0, (variant.factor, psnr(ref, fused))
+        assert (np.abs(ref.astype(int) - fused) <= 1).mean() >= 0.75, variant.factor
+
+
+def test_export_cli_writes_a_complete_model_directory(tiny_artifact, x2_checkpoint, tmp_path):
+    out = tmp_path / "x2_model"
+    proc = run_export(x2_checkpoint, "--qconfig", tiny_artifact, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    m = manifest.load(out)
+    assert sorted(p.name for p in out.iterdir()) == sorted(
+        ["manifest.json", "calibration.json", "fp32.onnx", "int8_f-1.onnx", "int8_f+0.onnx", "int8_f+1.onnx"])
+    data = json.loads(tiny_artifact.read_text())
+    assert m.scale == 2 and list(m.thresholds) == pytest.approx(data["i2b_thresholds"])
+    for f, v in m.variants.items():
+        assert v.layer_bits == data["variant_bits"][str(f)]
+    assert m.raw["calibration"]["sha256"] == artifact.sha256_file(out / "calibration.json")
+    assert m.raw["opset"] == 19 and onnx.load(m.fp32).opset_import[0].version == 19
+    assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging folder left behind"
+    # an existing directory is kept unless --force; with --force it is replaced as a whole
+    proc = run_export(x2_checkpoint, "--qconfig", tiny_artifact, "-o", out, "--opset", "13")
+    assert proc.returncode == 2 and "already exists" in proc.stderr and manifest.load(out).raw["opset"] == 19
+    proc = run_export(x2_checkpoint, "--qconfig", tiny_artifact, "-o", out, "--opset", "13", "--force")
+    assert proc.returncode == 0, proc.stderr
+    assert manifest.load(out).raw["opset"] == 13
+
+
+def test_export_without_qconfig_runs_the_default_calibration(x2_checkpoint, tmp_path, monkeypatch):
+    import export.__main__ as cli
+    t91 = shared_path("data", "train", "T91")
+    monkeypatch.setitem(cli.PRESETS, "cpu", TINY)  # the default path, shortened for a test
+    out = tmp_path / "default"
+    assert cli.main([str(x2_checkpoint), "--calib-dir", str(t91), "-o", str(out)]) == 0
+    m = manifest.load(out)
+    assert m.raw["calibration"]["method"] == "adabm" and m.raw["calibration"]["full_quant"]
+    assert m.raw["calibration"]["w_bits"] == cli.DEFAULT_CALIBRATION["w_bits"]
+
+
+def test_export_bad_inputs_exit_2_and_leave_no_directory(tiny_artifact, x2_checkpoint, x4_checkpoint, tmp_path):
+    foreign = tmp_path / "foreign.pt"
+    torch.save({"fc.weight": torch.zeros(2, 2)}, foreign)
+    blocker = tmp_path / "a_file"
+    blocker.write_text("not a folder")
+    cases = [
+        ([tmp_path / "none.pt", "--qconfig", tiny_artifact], "checkpoint not found"),
+        ([foreign, "--qconfig", tiny_artifact], "foreign.pt"),
+        ([x4_checkpoint, "--qconfig", tiny_artifact], "calibrated for another checkpoint"),
+        ([x2_checkpoint, "--qconfig", tmp_path / "none.json"], "calibration artifact not found"),
+        ([x2_checkpoint, "--calib-dir", tmp_path / "no_images_here"], "calibration folder not found"),
+        ([x2_checkpoint, "--qconfig", tiny_artifact, "--opset", "11"], "supported opsets"),
+    ]
+    for args, message in cases:
+        out = tmp_path / "model"
+        proc = run_export(*args, "-o", out)
+        assert proc.returncode == 2 and message in proc.stderr, proc.stderr
+        assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+        assert not out.exists()
+    proc = run_export(x2_checkpoint, "--qconfig", tiny_artifact, "-o", blocker / "model")
+    assert proc.returncode == 2 and "does not exist" in proc.stderr and blocker.read_text() == "not a folder"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a_file", "foreign.pt"]
+
+
+def test_failure_while_writing_leaves_no_partial_directory(tiny_artifact, x2_checkpoint, tmp_path, monkeypatch):
+    from adabm_deploy.errors import UserError
+    from export import model_dir
+    qm = artifact.load(tiny_artifact, load_edsr(x2_checkpoint), x2_checkpoint)
+    data = artifact.read(tiny_artifact)
+    out = tmp_path / "model"
+    model_dir.write(out, qm, x2_checkpoint, data, 19)
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def disk_full(*_):
+        raise OSError(28, "No space left on device")
+    monkeypatch.setattr(model_dir.onnx, "save", disk_full)
+    with pytest.raises(UserError, match="No space left"):
+        model_dir.write(out, qm, x2_checkpoint, data, 17, force=True)
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the previous model is untouched
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
