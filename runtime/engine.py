@@ -1,0 +1,44 @@
+"""ONNX Runtime sessions for a model directory: one per variant, created on first use, INT8 kernels on CPU."""
+from __future__ import annotations
+
+import numpy as np
+import onnxruntime as ort
+
+from adabm_deploy.errors import UserError
+
+from .manifest import Manifest
+
+
+def session_options(threads: int) -> ort.SessionOptions:
+    so = ort.SessionOptions()
+    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # QDQ -> QLinearConv / QLinearAdd
+    so.intra_op_num_threads = threads  # 0: ORT's default, one per physical core
+    so.log_severity_level = 3
+    return so
+
+
+class Engine:
+    def __init__(self, model: Manifest, threads: int = 0):
+        self.model = model
+        self.threads = threads
+        self._sessions: dict[int | None, ort.InferenceSession] = {}
+        io = model.raw.get("io", {})
+        self.input_name, self.output_name = io.get("input", "lr"), io.get("output", "sr")
+
+    def session(self, factor: int | None) -> ort.InferenceSession:
+        """factor -1 / 0 / +1: that INT8 variant; None: the FP32 graph."""
+        if factor not in self._sessions:
+            path = self.model.fp32 if factor is None else self.model.variants[factor].path
+            try:
+                sess = ort.InferenceSession(str(path), session_options(self.threads),
+                                            providers=["CPUExecutionProvider"])
+            except Exception as exc:  # ORT raises its own exception types for unloadable graphs
+                raise UserError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+            if [i.name for i in sess.get_inputs()] != [self.input_name]:
+                raise UserError(f"{path}: graph input is not {self.input_name!r} as the manifest says")
+            self._sessions[factor] = sess
+        return self._sessions[factor]
+
+    def run(self, factor: int | None, batch: np.ndarray) -> np.ndarray:
+        """batch: N x 3 x h x w float32 RGB 0..255 -> N x 3 x (h*scale) x (w*scale) float32."""
+        return self.session(factor).run([self.output_name], {self.input_name: batch})[0]

@@ -1,0 +1,214 @@
+"""The torch-free runtime: tiling geometry, routing, image forms, the CLI and its handling of bad input."""
+import json
+import shutil
+import struct
+import subprocess
+import sys
+
+import cv2
+import numpy as np
+import pytest
+
+from adabm_deploy.data import open_benchmark
+from adabm_deploy.metrics import psnr, to_uint8
+from conftest import REPO
+from runtime import images, manifest
+from runtime.engine import Engine
+from runtime.pipeline import Upscaler
+from runtime.tiling import StripStitcher, plan, window_weights
+
+BUNDLED = REPO / "runtime" / "models" / "edsr_baseline_x4"
+
+
+class ReplicateEngine:
+    """Pixel replication in place of the network: local, so tiled output must equal the whole-image one."""
+
+    def __init__(self):
+        self.model = manifest.load(BUNDLED, verify_hashes=False)
+        self.calls = []
+
+    def run(self, factor, batch):
+        self.calls.append((factor, batch.shape))
+        s = self.model.scale
+        return batch.repeat(s, axis=2).repeat(s, axis=3).astype(np.float32)
+
+
+def upscale_cli(*args, block_torch=True, cwd=REPO):
+    """Run the CLI in a fresh interpreter where torch (and onnx) cannot be imported."""
+    guard = "import sys; sys.modules['torch'] = None; sys.modules['onnx'] = None; " if block_torch else ""
+    code = guard + "import runpy; runpy.run_module('runtime.upscale', run_name='__main__')"
+    return subprocess.run([sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def lr_image(benchmark_root):
+    return benchmark_root / "Set5" / "LR_bicubic" / "X4" / "babyx4.png"
+
+
+@pytest.mark.parametrize("h,w,patch,overlap", [(270, 480, 96, 2), (96, 96, 96, 8), (40, 30, 96, 2),
+                                               (200, 97, 96, 8), (1, 1, 96, 2), (300, 50, 64, 0)])
+def test_cells_partition_the_image_and_weights_sum_to_one(h, w, patch, overlap):
+    grid = plan(h, w, patch, overlap)
+    covered = np.zeros((h, w), int)
+    total = np.zeros((h * 2, w * 2))
+    wh, ww = grid.window_shape
+    for t in grid.tiles():
+        y0, y1, x0, x1 = t.cell
+        assert y1 - y0 <= patch and x1 - x0 <= patch
+        covered[y0:y1, x0:x1] += 1
+        wy, wx = t.window
+        assert 0 <= wy and wy + wh <= h and 0 <= wx and wx + ww <= w
+        assert wy <= y0 and y1 <= wy + wh and wx <= x0 and x1 <= wx + ww  # the window holds its cell
+        total[wy * 2:(wy + wh) * 2, wx * 2:(wx + ww) * 2] += window_weights(grid, t, 2)
+    assert (covered == 1).all()
+    np.testing.assert_allclose(total, 1.0, atol=1e-5)
+
+
+def test_tiled_stitching_is_exact_for_a_local_operator_and_holds_one_band(benchmark_root):
+    lr = cv2.imread(str(benchmark_root / "Set14" / "LR_bicubic" / "X4" / "barbarax4.png"))[:, :, ::-1]
+    lr = np.ascontiguousarray(lr).astype(np.float32)
+    engine = ReplicateEngine()
+    up = Upscaler(engine, patch=24, overlap=4, max_batch=6)
+    peak = []
+    original = StripStitcher.reserve
+
+    def spy(self, bottom):
+        original(self, bottom)
+        peak.append(self.acc.shape[1])
+    StripStitcher.reserve = spy
+    try:
+        out, report = up.upscale_rgb(lr, np.uint8)
+    finally:
+        StripStitcher.reserve = original
+    np.testing.assert_array_equal(out, to_uint8(lr.repeat(4, 0).repeat(4, 1)))
+    assert sum(report.counts().values()) == len(report.grid.tiles()) and set(report.factors) <= {-1, 0, 1}
+    assert max(peak) <= 2 * report.grid.window_shape[0] * 4 < out.shape[0] / 2  # a strip, not the image
+    assert all(shape[0] <= 6 for _, shape in engine.calls)
+
+
+def test_routing_sends_flat_cells_low_and_texture_high():
+    engine = ReplicateEngine()
+    rng = np.random.default_rng(0)
+    flat = np.full((96, 96, 3), 120.0, np.float32)
+    texture = rng.integers(0, 256, (96, 96, 3)).astype(np.float32)
+    _, report = Upscaler(engine, 96, 2).upscale_rgb(np.concatenate([flat, texture], axis=1), np.uint8)
+    assert report.factors == [-1, 1]
+    fabs = {f: v.fab for f, v in engine.model.variants.items()}
+    assert report.fab(fabs) == pytest.approx((fabs[-1] + fabs[1]) / 2)
+
+
+def test_tiled_matches_whole_image_for_one_variant(benchmark_root):
+    """Default overlap: tiled vs whole-image Y-PSNR for a fixed variant (README has the Set14 figures)."""
+    from runtime.upscale import DEFAULT_OVERLAP
+    model = manifest.load(BUNDLED)
+    engine = Engine(model, threads=2)
+    up = Upscaler(engine, model.patch_size, DEFAULT_OVERLAP, variant="0")
+    bench = open_benchmark(benchmark_root / "Set5", 4)
+    whole, tiled = [], []
+    for pair in bench.pairs:
+        lr, hr = bench.load(pair)
+        x = lr.transpose(2, 0, 1)[None].astype(np.float32)
+        whole.append(psnr(to_uint8(engine.run(0, x)[0].transpose(1, 2, 0)), hr, crop=4))
+        tiled.append(psnr(up.upscale_rgb(lr.astype(np.float32), np.uint8)[0], hr, crop=4))
+    assert abs(np.mean(tiled) - np.mean(whole)) <= 0.02, (np.mean(tiled), np.mean(whole))
+
+
+def test_cli_runs_without_torch_and_writes_stats_and_bitmap(lr_image, tmp_path):
+    out = tmp_path / "baby_sr.png"
+    proc = upscale_cli(lr_image, "-o", out, "--stats", tmp_path / "s.json", "--bitmap", tmp_path / "b.png",
+                       "--threads", "2")
+    assert proc.returncode == 0, proc.stderr
+    sr = cv2.imread(str(out))
+    assert sr.shape == (512, 512, 3)
+    hr = cv2.imread(str(lr_image.parents[2] / "HR" / "baby.png"))
+    assert psnr(sr[:, :, ::-1], hr[:, :, ::-1], crop=4) > 32.0  # a real super-resolution, not a resize
+    stats = json.loads((tmp_path / "s.json").read_text())
+    record = stats["images"][0]
+    assert sum(record["cells"].values()) == 4 and 7.0 <= record["fab"] <= 8.0 and record["seconds"] > 0
+    bitmap = cv2.imread(str(tmp_path / "b.png"))
+    assert bitmap is not None and min(bitmap.shape[:2]) >= 512
+
+
+def _exif_jpeg(bgr: np.ndarray, orientation: int) -> bytes:
+    """A JPEG with an APP1 EXIF segment holding only the orientation tag."""
+    jpeg = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, 95])[1].tobytes()
+    ifd = struct.pack("<H", 1) + struct.pack("<HHIHH", 0x0112, 3, 1, orientation, 0) + struct.pack("<I", 0)
+    tiff = b"II*\x00" + struct.pack("<I", 8) + ifd
+    app1 = b"Exif\x00\x00" + tiff
+    return jpeg[:2] + b"\xff\xe1" + struct.pack(">H", len(app1) + 2) + app1 + jpeg[2:]
+
+
+def test_image_forms_round_trip(lr_image, tmp_path):
+    bgr = cv2.imread(str(lr_image))[:40, :30]
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    for ext in (".png", ".jpg", ".bmp", ".webp", ".tif"):
+        cv2.imwrite(str(src / f"rgb{ext}"), bgr)
+    cv2.imwrite(str(src / "gray.png"), cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY))
+    alpha = np.tile(np.linspace(0, 255, 30, dtype=np.uint8), (40, 1))
+    cv2.imwrite(str(src / "sub" / "rgba.png"), np.dstack([bgr, alpha]))
+    cv2.imwrite(str(src / "deep.png"), bgr.astype(np.uint16) * 257 + 100)
+    (src / "exif.jpg").write_bytes(_exif_jpeg(bgr, 6))  # 6: rotate 90 degrees clockwise to display
+    (src / "notes.txt").write_text("not an image")
+    out = tmp_path / "out"
+    proc = upscale_cli(src, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert "notes.txt: not an image, skipped" in proc.stderr
+    for ext in (".png", ".jpg", ".bmp", ".webp", ".tif"):
+        img = cv2.imread(str(out / f"rgb_x4{ext}"), cv2.IMREAD_UNCHANGED)
+        assert img.shape == (160, 120, 3) and img.dtype == np.uint8, ext
+    assert cv2.imread(str(out / "gray_x4.png"), cv2.IMREAD_UNCHANGED).shape == (160, 120)
+    rgba = cv2.imread(str(out / "sub" / "rgba_x4.png"), cv2.IMREAD_UNCHANGED)
+    assert rgba.shape == (160, 120, 4)
+    np.testing.assert_allclose(rgba[:, :, 3].astype(float), cv2.resize(alpha, (120, 160),
+                               interpolation=cv2.INTER_CUBIC), atol=1)
+    deep = cv2.imread(str(out / "deep_x4.png"), cv2.IMREAD_UNCHANGED)
+    assert deep.dtype == np.uint16 and deep.shape == (160, 120, 3) and deep.max() > 255
+    assert cv2.imread(str(out / "exif_x4.jpg")).shape == (120, 160, 3)  # displayed orientation: 30x40 LR
+    assert images.load(src / "exif.jpg").size == (30, 40)
+
+
+def test_bad_inputs_are_reported_and_the_rest_still_processed(lr_image, tmp_path):
+    good = tmp_path / "good.png"
+    shutil.copy(lr_image, good)
+    data = good.read_bytes()
+    (tmp_path / "cut.png").write_bytes(data[: len(data) // 2])
+    jpeg = cv2.imencode(".jpg", cv2.imread(str(lr_image)))[1].tobytes()
+    (tmp_path / "cut.jpg").write_bytes(jpeg[: len(jpeg) // 2])
+    (tmp_path / "empty.png").write_bytes(b"")
+    (tmp_path / "anim.gif").write_bytes(b"GIF89a")
+    (tmp_path / "fake.png").write_bytes(b"this is text" * 10 + b"IEND")
+    names = ["missing.png", "cut.png", "cut.jpg", "empty.png", "anim.gif", "fake.png", "good.png"]
+    proc = upscale_cli(*[tmp_path / n for n in names], "-o", tmp_path / "out")
+    assert proc.returncode == 1
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 6, proc.stderr
+    for name, words in [("missing.png", "no such file"), ("cut.png", "truncated PNG"), ("cut.jpg", "truncated JPEG"),
+                        ("empty.png", "empty file"), ("anim.gif", "unsupported format"), ("fake.png", "cannot decode")]:
+        assert any(name in e and words in e for e in errors), (name, errors)
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good_x4.png"]
+    assert good.read_bytes() == data
+
+
+def test_outputs_never_overwrite_inputs_and_unwritable_output_is_one_line(lr_image, tmp_path):
+    a = tmp_path / "a.png"
+    shutil.copy(lr_image, a)
+    before = a.read_bytes()
+    proc = upscale_cli(a, "-o", a)
+    assert proc.returncode == 1 and "would overwrite an input" in proc.stderr and a.read_bytes() == before
+    (tmp_path / "blocker").write_text("a file, not a folder")
+    proc = upscale_cli(a, "-o", tmp_path / "blocker" / "out")
+    assert proc.returncode == 1 and "cannot write" in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "blocker"]  # no temporary left
+
+
+def test_damaged_model_directory_exits_2_before_any_image(lr_image, tmp_path):
+    broken = tmp_path / "model"
+    shutil.copytree(BUNDLED, broken)
+    (broken / "int8_f+0.onnx").write_bytes(b"garbage")
+    proc = upscale_cli(lr_image, "-o", tmp_path / "x.png", "--model", broken)
+    assert proc.returncode == 2 and "int8_f+0.onnx does not match its sha256" in proc.stderr
+    assert not (tmp_path / "x.png").exists()
+    proc = upscale_cli(lr_image, "--model", tmp_path / "nowhere")
+    assert proc.returncode == 2 and "model directory not found" in proc.stderr
