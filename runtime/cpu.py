@@ -31,3 +31,10 @@ def int8_extensions() -> list[str]:
         if key.strip() in ("flags", "Features"):
             flags |= set(value.split())
     return [name for flag, name in INT8_FLAGS.items() if flag in flags]
+
+
+def cpu_ghz() -> float | None:
+    """Nominal clock: the highest 'cpu MHz' /proc/cpuinfo reports (Linux x86), else None."""
+    mhz = [float(v) for k, _, v in (line.partition(":") for line in _cpuinfo().splitlines())
+           if k.strip() == "cpu MHz" and v.strip()]
+    return max(mhz) / 1000 if mhz else None

@@ -1,0 +1,213 @@
+"""Latency of every way to run EDSR-baseline x4 on this CPU, in one pytest-benchmark run.
+
+Rows: PyTorch FP32, ONNX Runtime FP32 (the plain graph a user's export has), ORT's own quantize_static INT8
+on that graph, each AdaBM INT8 variant on the whole frame, and runtime.upscale end to end (routing, tiling,
+overlap, stitching; and with PNG read/write). Inputs: a 480x270 frame (-> 1920x1080) and a batch of 96x96
+patches; 1 thread and all cores. extra_info carries what the report needs: MACs, Set14 Y-PSNR, threads.
+"""
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import tempfile
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+
+from runtime import manifest
+from runtime.engine import Engine, session_options
+from runtime.pipeline import Upscaler
+from runtime.upscale import DEFAULT_MODEL, DEFAULT_OVERLAP
+
+from benchmarks.workloads import REPO, THREADS, macs_per_lr_pixel, onnx_runner, set14_psnr, shared
+
+ROUNDS = 5
+MODEL = manifest.load(DEFAULT_MODEL)
+CK = MODEL.raw["checkpoint"]
+MACS = {tail: macs_per_lr_pixel(CK["n_blocks"], CK["n_feats"], MODEL.scale, subpixel_tail=tail)
+        for tail in (False, True)}
+WORK = Path(tempfile.mkdtemp(prefix="adabm-bench-"))
+
+
+def machine() -> dict:
+    import torch
+
+    from runtime.cpu import cpu_ghz, cpu_model, int8_extensions
+    return {"cpu": cpu_model(), "cores": os.cpu_count(), "int8": int8_extensions(), "ghz": cpu_ghz(),
+            "onnxruntime": ort.__version__, "torch": torch.__version__}
+
+
+def record(benchmark, fn, *, row, threads, pixels, macs_per_pixel, accuracy, quick, input_name):
+    benchmark.extra_info.update(row=row, threads=threads, input=input_name, lr_pixels=int(pixels),
+                                macs=int(pixels) * macs_per_pixel, machine=machine())
+    if not quick and accuracy is not None:
+        benchmark.extra_info["psnr_y_set14"] = accuracy()
+    benchmark.pedantic(fn, rounds=1 if quick else ROUNDS, warmup_rounds=1)
+
+
+@lru_cache(maxsize=None)
+def _accuracy(key: str, build) -> float:
+    return build()
+
+
+def set14_root() -> Path:
+    return shared("data", "benchmark", "Set14")
+
+
+@pytest.fixture(scope="session")
+def fp32_graphs(checkpoint) -> dict[str, Path]:
+    """The plain FP32 graph (PixelShuffle then conv, as a user's export) and ORT's static INT8 of it."""
+    from adabm_deploy.models import load_edsr
+    from adabm_deploy.quant import QuantEDSR
+    from export.graph import build_model
+    qm = QuantEDSR(load_edsr(checkpoint), 8, 8, full_quant=True)
+    plain = WORK / "fp32_plain.onnx"
+    onnx.save(build_model(qm, None, subpixel_tail=False), plain)
+    return {"fp32": plain}
+
+
+@pytest.fixture(scope="session")
+def static_int8(fp32_graphs, quick) -> Path:
+    from adabm_deploy.data import calibration_images
+
+    from benchmarks.static_int8 import quantize_static_int8
+    images = calibration_images(shared("data", "train", "BSD200"), 4 if quick else 100, MODEL.scale, seed=0)
+    return quantize_static_int8(fp32_graphs["fp32"], WORK / "static_int8.onnx", images)
+
+
+def ort_session(path: Path, threads: int) -> ort.InferenceSession:
+    return ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
+
+
+def as_batch(frame: np.ndarray) -> np.ndarray:
+    return np.ascontiguousarray(frame.transpose(2, 0, 1)[None].astype(np.float32))
+
+
+INPUTS = ["frame", "patches"]
+
+
+def _input(request, name):
+    x = request.getfixturevalue("frame")
+    return as_batch(x) if name == "frame" else request.getfixturevalue("patches")
+
+
+@pytest.mark.parametrize("threads", THREADS)
+def test_pytorch_fp32(benchmark, checkpoint, frame, threads, quick):
+    import torch
+
+    from adabm_deploy.evaluate import torch_upscaler
+    from adabm_deploy.models import load_edsr
+    model = load_edsr(checkpoint)
+    x = torch.from_numpy(as_batch(frame))
+    torch.set_num_threads(threads)
+
+    def run():
+        with torch.inference_mode():
+            return model(x)
+    record(benchmark, run, row="PyTorch FP32", threads=threads, pixels=x.shape[2] * x.shape[3],
+           macs_per_pixel=MACS[False], quick=quick, input_name="frame",
+           accuracy=lambda: _accuracy("torch", lambda: set14_psnr(
+               lambda lr: torch_upscaler(model)(lr)[0].astype(np.float32), set14_root())))
+
+
+@pytest.mark.parametrize("input_name", INPUTS)
+@pytest.mark.parametrize("threads", THREADS)
+def test_ort_fp32(benchmark, request, fp32_graphs, threads, input_name, quick):
+    sess = ort_session(fp32_graphs["fp32"], threads)
+    x = _input(request, input_name)
+    record(benchmark, lambda: sess.run(None, {"lr": x}), row="ORT FP32", threads=threads,
+           pixels=x.shape[0] * x.shape[2] * x.shape[3], macs_per_pixel=MACS[False], quick=quick,
+           input_name=input_name, accuracy=lambda: _accuracy("ort_fp32", lambda: set14_psnr(
+               onnx_runner(lambda b: sess.run(None, {"lr": b})[0]), set14_root())))
+
+
+@pytest.mark.parametrize("input_name", INPUTS)
+@pytest.mark.parametrize("threads", THREADS)
+def test_ort_quantize_static_int8(benchmark, request, static_int8, threads, input_name, quick):
+    sess = ort_session(static_int8, threads)
+    x = _input(request, input_name)
+    record(benchmark, lambda: sess.run(None, {"lr": x}), row="ORT quantize_static INT8 (W8A8)", threads=threads,
+           pixels=x.shape[0] * x.shape[2] * x.shape[3], macs_per_pixel=MACS[False], quick=quick,
+           input_name=input_name, accuracy=lambda: _accuracy("static", lambda: set14_psnr(
+               onnx_runner(lambda b: sess.run(None, {"lr": b})[0]), set14_root())))
+
+
+@pytest.mark.parametrize("input_name", INPUTS)
+@pytest.mark.parametrize("factor", manifest.FACTORS)
+@pytest.mark.parametrize("threads", THREADS)
+def test_adabm_variant(benchmark, request, factor, threads, input_name, quick):
+    engine = Engine(MODEL, threads)
+    x = _input(request, input_name)
+    fab = MODEL.variants[factor].fab
+    record(benchmark, lambda: engine.run(factor, x), row=f"AdaBM INT8 variant {factor:+d} (FAB {fab:.2f})",
+           threads=threads, pixels=x.shape[0] * x.shape[2] * x.shape[3], macs_per_pixel=MACS[True], quick=quick,
+           input_name=input_name, accuracy=lambda: _accuracy(f"variant{factor}", lambda: set14_psnr(
+               onnx_runner(lambda b: engine.run(factor, b)), set14_root())))
+
+
+@pytest.mark.parametrize("threads", THREADS)
+def test_adabm_upscale_routed(benchmark, frame, threads, quick):
+    """runtime.upscale's work on one frame: routing, tiling with overlap, per-variant batches, stitching."""
+    up = Upscaler(Engine(MODEL, threads), MODEL.patch_size, DEFAULT_OVERLAP)
+    rgb = frame.astype(np.float32)
+    record(benchmark, lambda: up.upscale_rgb(rgb, np.uint8), row="AdaBM runtime.upscale, routed", threads=threads,
+           pixels=rgb.shape[0] * rgb.shape[1], macs_per_pixel=MACS[True], quick=quick, input_name="frame",
+           accuracy=lambda: _accuracy("routed", lambda: set14_psnr(
+               lambda lr: up.upscale_rgb(lr.astype(np.float32), np.uint8)[0].astype(np.float32), set14_root())))
+
+
+@pytest.mark.parametrize("threads", THREADS)
+def test_adabm_upscale_with_png_io(benchmark, frame, threads, quick):
+    """The same plus reading the PNG and writing the 1080p PNG, as the CLI does per image."""
+    from runtime import images
+    src = WORK / "frame.png"
+    images.save(src, frame[:, :, ::-1])
+    up = Upscaler(Engine(MODEL, threads), MODEL.patch_size, DEFAULT_OVERLAP)
+
+    def run():
+        pic = images.load(src)
+        rgb, alpha, _ = up.upscale(pic)
+        images.save(WORK / "frame_x4.png", images.compose(rgb, alpha, pic.gray))
+    record(benchmark, run, row="AdaBM runtime.upscale, routed, PNG in/out", threads=threads,
+           pixels=frame.shape[0] * frame.shape[1], macs_per_pixel=MACS[True], quick=quick, input_name="frame",
+           accuracy=None)
+
+
+def test_peak_memory_4k_output(benchmark, quick):
+    """Peak RSS of the CLI upscaling 960x540 -> 3840x2160, against the size of the whole float output."""
+    from adabm_deploy.images import read_rgb
+    from runtime import images
+    h, w = (135, 240) if quick else (540, 960)
+    img = read_rgb(shared("data", "benchmark", "B100", "HR", "img_003.png"))
+    big = np.ascontiguousarray(np.tile(img, (2, 2, 1))[:h, :w]) if img.shape[1] >= img.shape[0] else \
+        np.ascontiguousarray(np.tile(img.transpose(1, 0, 2), (2, 2, 1))[:h, :w])
+    src = WORK / "big.png"
+    images.save(src, big[:, :, ::-1])
+    probe = ("import resource, runpy, sys; sys.argv = ['upscale', sys.argv[1], '-o', sys.argv[2]]\n"
+             "try:\n    runpy.run_module('runtime.upscale', run_name='__main__')\n"
+             "except SystemExit:\n    pass\n"
+             "print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    baseline = ("import resource; from runtime import manifest; from runtime.engine import Engine; "
+                "from runtime.upscale import DEFAULT_MODEL; e = Engine(manifest.load(DEFAULT_MODEL)); "
+                "[e.session(f) for f in (-1, 0, 1)]; print(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)")
+    out = {}
+
+    def run():
+        proc = subprocess.run([sys.executable, "-c", probe, str(src), str(WORK / "big_x4.png")],
+                              capture_output=True, text=True, cwd=REPO, check=True)
+        out["peak_kib"] = int(proc.stdout.strip().splitlines()[-1])
+    benchmark.pedantic(run, rounds=1, warmup_rounds=0)
+    base = subprocess.run([sys.executable, "-c", baseline], capture_output=True, text=True, cwd=REPO, check=True)
+    s = MODEL.scale
+    benchmark.extra_info.update(row="peak RSS, CLI", threads=0, input=f"{w}x{h}", lr_pixels=h * w,
+                                peak_rss_mib=out["peak_kib"] / 1024,
+                                sessions_rss_mib=int(base.stdout.strip()) / 1024,
+                                float_output_mib=h * s * w * s * 3 * 4 / 2 ** 20,
+                                uint8_output_mib=h * s * w * s * 3 / 2 ** 20)
+    assert out["peak_kib"] / 1024 < benchmark.extra_info["sessions_rss_mib"] + \
+        benchmark.extra_info["float_output_mib"], benchmark.extra_info
