@@ -56,12 +56,20 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def collect(inputs: list[Path], warn) -> tuple[list[tuple[Path, Path | None]], list[str]]:
+def is_own_output(path: Path, suffix: str) -> bool:
+    """`a_x4.png` beside `a.png`: a result of an earlier run over the same folder, not a new input."""
+    return bool(suffix) and path.stem.endswith(suffix) and \
+        path.with_name(path.stem[:-len(suffix)] + path.suffix).is_file()
+
+
+def collect(inputs: list[Path], suffix: str, warn) -> tuple[list[tuple[Path, Path | None]], list[str]]:
     """(image path, folder it was found in or None) for every input; errors for missing paths."""
     found, errors = [], []
     for item in inputs:
         if item.is_dir():
             for path in sorted(p for p in item.rglob("*") if p.is_file()):
+                if is_own_output(path, suffix):
+                    continue
                 if path.suffix.lower() in IMAGE_SUFFIXES:
                     found.append((path, item))
                 elif not path.name.startswith("."):
@@ -102,7 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     upscaler = Upscaler(Engine(model, args.threads), patch, args.overlap, args.variant)
     suffix = args.suffix if args.suffix is not None else f"_x{model.scale}"
     show = sys.stderr.isatty()
-    found, failures = collect(args.inputs, lambda m: tqdm.write(m, file=sys.stderr))
+    found, failures = collect(args.inputs, suffix, lambda m: tqdm.write(m, file=sys.stderr))
     jobs = plan_jobs(found, args.output, suffix)
     several = len(jobs) > 1
     for line in failures:

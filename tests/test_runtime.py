@@ -212,3 +212,11 @@ def test_damaged_model_directory_exits_2_before_any_image(lr_image, tmp_path):
     assert not (tmp_path / "x.png").exists()
     proc = upscale_cli(lr_image, "--model", tmp_path / "nowhere")
     assert proc.returncode == 2 and "model directory not found" in proc.stderr
+
+
+def test_rerun_over_a_folder_does_not_upscale_its_own_outputs(lr_image, tmp_path):
+    shutil.copy(lr_image, tmp_path / "a.png")
+    for _ in range(2):
+        proc = upscale_cli(tmp_path)
+        assert proc.returncode == 0, proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_x4.png"]
