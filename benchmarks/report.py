@@ -82,11 +82,16 @@ def render(data: dict) -> str:
     mem = [b for b in data["benchmarks"] if "peak_rss_mib" in b["extra_info"]]
     for b in mem:
         e = b["extra_info"]
-        lines += ["", f"Memory: `python -m runtime.upscale` on a {e['input']} PNG (output "
-                  f"{int(e['input'].split('x')[0]) * 4}x{int(e['input'].split('x')[1]) * 4}): peak RSS "
-                  f"{e['peak_rss_mib']:.0f} MiB, of which {e['sessions_rss_mib']:.0f} MiB is the interpreter with "
-                  f"the three ORT sessions loaded; the uint8 output is {e['uint8_output_mib']:.0f} MiB and the "
-                  f"whole output as float32 would be {e['float_output_mib']:.0f} MiB."]
+        w, h = (int(v) for v in e["input"].split("x"))
+        lines += ["", f"Memory (Linux VmHWM of `python -m runtime.upscale`): peak RSS {e['peak_rss_default_mib']:.0f} MiB "
+                  f"for a {e['input']} PNG (output {w * 4}x{h * 4}) at the default --batch 16. At --batch 4, "
+                  f"{e['peak_rss_mib']:.0f} MiB for it and {e['peak_rss_small_mib']:.0f} MiB for "
+                  f"{e['small_input']}: four times the pixels cost "
+                  f"{e['peak_rss_mib'] - e['peak_rss_small_mib']:.0f} MiB more; the uint8 output alone is "
+                  f"{e['uint8_output_mib']:.0f} MiB and the whole output as float32 would be "
+                  f"{e['float_output_mib']:.0f} MiB. The rest of the peak is the interpreter, the three sessions "
+                  "and ONNX Runtime's working set for one batch of tiles (about 20 MB per 96x96 tile, capped by "
+                  "--batch); the float accumulators hold one band of tile rows, never the whole output."]
     return "\n".join(lines) + "\n"
 
 

@@ -51,6 +51,7 @@ class GraphWriter:
         self.layer_bits = qm.variant_bits(image_factor) if self.quantized else None
         self.nodes: list[onnx.NodeProto] = []
         self.inits: list[onnx.TensorProto] = []
+        self.dequantized: set[str] = set()  # outputs of an activation point's DequantizeLinear
         self._n = 0
 
     # -- helpers ----------------------------------------------------------------------------------------
@@ -69,16 +70,26 @@ class GraphWriter:
         return out
 
     def quant(self, x: str, q: ActQuantizer, bits: int) -> tuple[str, float]:
-        """QuantizeLinear -> [Clip to b bits on uint8] -> DequantizeLinear; returns (float tensor, scale)."""
+        """QuantizeLinear -> [Clip to b bits on uint8] -> DequantizeLinear; returns (float tensor, scale).
+
+        Where x is itself a dequantized tensor (a requantization), it first gets + DQ(0): the value is
+        unchanged, but ORT then fuses DQ -> Add -> Q into one uint8 -> uint8 QLinearAdd pass instead of a
+        DequantizeLinear and a QuantizeLinear over float."""
         scale, zp = q.qparams(bits)
         s = self.const(f"{q.name}.scale", np.float32(scale))
         z = self.const(f"{q.name}.zp", np.uint8(zp))
+        if x in self.dequantized:
+            zero = self.op("DequantizeLinear", [self.const("u8.0", np.uint8(0)), self.const("one", np.float32(1)),
+                                                self.const("u8.0", np.uint8(0))], f"{q.name}.zero")
+            x = self.op("Add", [x, zero], f"{q.name}.requant")
         t = self.op("QuantizeLinear", [x, s, z], f"{q.name}.q")
         if bits < 8:
             t = self.op("Clip", [t, self.const("u8.0", np.uint8(0)), self.const(f"u8.{2 ** bits - 1}",
                                                                                np.uint8(2 ** bits - 1))],
                         f"{q.name}.clip{bits}")
-        return self.op("DequantizeLinear", [t, s, z], f"{q.name}.dq"), scale
+        out = self.op("DequantizeLinear", [t, s, z], f"{q.name}.dq")
+        self.dequantized.add(out)
+        return out, scale
 
     def point(self, x: str, q: ActQuantizer, bits: int = 8) -> tuple[str, float | None]:
         if not self.quantized or not self.qm.has_point(q):

@@ -9,8 +9,23 @@ from adabm_deploy.errors import UserError
 from .manifest import Manifest
 
 
+_SHARED_ARENA = False
+
+
+def _share_arena() -> None:
+    """One CPU arena for all sessions of the process: the three variants never run at once, and separate
+    arenas would each keep their own high-water mark (measured: 542 -> 303 MiB peak for a 1080p output)."""
+    global _SHARED_ARENA
+    if not _SHARED_ARENA:
+        ort.create_and_register_allocator(ort.OrtMemoryInfo("Cpu", ort.OrtAllocatorType.ORT_ARENA_ALLOCATOR, 0,
+                                                            ort.OrtMemType.DEFAULT), None)
+        _SHARED_ARENA = True
+
+
 def session_options(threads: int) -> ort.SessionOptions:
+    _share_arena()
     so = ort.SessionOptions()
+    so.add_session_config_entry("session.use_env_allocators", "1")
     so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL  # QDQ -> QLinearConv / QLinearAdd
     so.intra_op_num_threads = threads  # 0: ORT's default, one per physical core
     so.log_severity_level = 3

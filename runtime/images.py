@@ -111,7 +111,8 @@ def save(path: Path, image: np.ndarray) -> None:
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_bytes(encoded.tobytes())
+        with open(tmp, "wb") as f:
+            f.write(encoded)  # the encoder's buffer, without a copy
         os.replace(tmp, path)
     except OSError as exc:
         with contextlib.suppress(OSError):

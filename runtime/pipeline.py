@@ -62,7 +62,7 @@ class Upscaler:
         s = self.scale
         grid = self.plan(h, w)
         wh, ww = grid.window_shape
-        out = np.empty((h * s, w * s, 3), dtype)
+        out = np.empty((h * s, w * s, 3), dtype)[:, :, ::-1]  # RGB view of a BGR buffer: written as is
         stitcher = StripStitcher(out, lambda block: to_dtype(block, dtype))
         report = Report(grid)
         bands = self._bands(grid)

@@ -47,6 +47,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--patch", type=int, help="LR cell size for routing and tiling (default: the manifest's, 96)")
     p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="LR context pixels per side, cross-faded")
     p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: one per core)")
+    p.add_argument("--batch", type=int, default=16,
+                   help="tiles per ONNX Runtime call: fewer saves memory (about 20 MB per tile), costs speed")
     p.add_argument("--variant", choices=VARIANTS, default="auto",
                    help="auto: route each cell by complexity; or force one INT8 variant, or the FP32 graph")
     p.add_argument("--suffix", help="output name suffix (default: _x<scale>)")
@@ -101,54 +103,63 @@ def plan_jobs(found: list[tuple[Path, Path | None]], output: Path | None, suffix
     return jobs
 
 
+def upscale_one(job: Job, upscaler: Upscaler, bitmap: Path | None, show: bool) -> dict:
+    """Read, upscale and write one image (and its bitmap); returns its stats record."""
+    start = time.perf_counter()
+    picture = images.load(job.source)
+    h, w = picture.size
+    with tqdm(total=len(upscaler.plan(h, w).tiles()), desc=job.source.name, unit="tile", leave=False,
+              disable=not show) as bar:
+        rgb, alpha, report = upscaler.upscale(picture, bar)
+    images.save(job.target, images.compose(rgb, alpha, picture.gray))
+    if bitmap is not None:
+        images.save(bitmap, overlay(picture.rgb, report.grid, report.factors)[:, :, ::-1])
+    variants = upscaler.engine.model.variants
+    return {"input": str(job.source), "output": str(job.target), "lr_size": [w, h],
+            "seconds": round(time.perf_counter() - start, 4), "inference_seconds": round(report.seconds, 4),
+            "cells": report.counts(),
+            "fab": None if upscaler.fp32 else report.fab({f: v.fab for f, v in variants.items()}),
+            "bit_depth": 8 * picture.dtype.itemsize, "alpha": picture.alpha is not None, "gray": picture.gray}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     model = manifest.load(args.model)
     patch = args.patch or model.patch_size
     if patch < 8 or args.overlap < 0 or args.overlap >= patch:
         raise UserError(f"--patch {patch} / --overlap {args.overlap}: need patch >= 8 and 0 <= overlap < patch")
-    upscaler = Upscaler(Engine(model, args.threads), patch, args.overlap, args.variant)
+    if args.stats and not args.stats.absolute().parent.is_dir():
+        raise UserError(f"{args.stats}: folder for --stats does not exist")
+    if args.batch < 1:
+        raise UserError(f"--batch {args.batch}: must be at least 1")
+    upscaler = Upscaler(Engine(model, args.threads), patch, args.overlap, args.variant, args.batch)
     suffix = args.suffix if args.suffix is not None else f"_x{model.scale}"
     show = sys.stderr.isatty()
     found, failures = collect(args.inputs, suffix, lambda m: tqdm.write(m, file=sys.stderr))
-    jobs = plan_jobs(found, args.output, suffix)
-    several = len(jobs) > 1
     for line in failures:
         print(f"error: {line}", file=sys.stderr)
-    layer_fab = {f: v.fab for f, v in model.variants.items()}
+    jobs = plan_jobs(found, args.output, suffix)
+    several = len(jobs) > 1
     records = []
     for job in tqdm(jobs, desc="images", unit="img", disable=not show or not several):
-        if isinstance(job, str):
-            failures.append(job)
-            print(f"error: {job}", file=sys.stderr)
-            continue
         try:
-            start = time.perf_counter()
-            picture = images.load(job.source)
-            h, w = picture.size
-            n_tiles = len(upscaler.plan(h, w).tiles())
-            with tqdm(total=n_tiles, desc=job.source.name, unit="tile", leave=False, disable=not show) as bar:
-                rgb, alpha, report = upscaler.upscale(picture, bar)
-            images.save(job.target, images.compose(rgb, alpha, picture.gray))
-            if args.bitmap:
-                target = args.bitmap / f"{job.source.stem}_bits.png" if several else args.bitmap
-                images.save(target, overlay(picture.rgb, report.grid, report.factors)[:, :, ::-1])
-            seconds = time.perf_counter() - start
+            if isinstance(job, str):
+                raise UserError(job)
+            bitmap = args.bitmap / f"{job.source.stem}_bits.png" if args.bitmap and several else args.bitmap
+            record = upscale_one(job, upscaler, bitmap, show)
         except UserError as exc:
             failures.append(str(exc))
             print(f"error: {exc}", file=sys.stderr)
             continue
-        fab = None if upscaler.fp32 else report.fab(layer_fab)
-        records.append({"input": str(job.source), "output": str(job.target), "lr_size": [w, h],
-                        "seconds": round(seconds, 4), "inference_seconds": round(report.seconds, 4),
-                        "cells": report.counts(), "fab": fab, "bit_depth": 16 if picture.dtype.itemsize == 2 else 8,
-                        "alpha": picture.alpha is not None, "gray": picture.gray})
-        print(f"{job.source} -> {job.target} ({w}x{h} -> {w * model.scale}x{h * model.scale}, {seconds:.2f} s, "
-              f"cells {report.counts()}" + (f", FAB {fab:.2f})" if fab is not None else ")"))
+        records.append(record)
+        w, h = record["lr_size"]
+        fab = f", FAB {record['fab']:.2f}" if record["fab"] is not None else ""
+        print(f"{job.source} -> {job.target} ({w}x{h} -> {w * model.scale}x{h * model.scale}, "
+              f"{record['seconds']:.2f} s, cells {record['cells']}{fab})")
     if args.stats:
         write_json(args.stats, {"model": str(args.model), "variant": args.variant, "patch": patch,
-                                "overlap": args.overlap, "threads": args.threads, "cpu": cpu_model(), "int8": int8_extensions(),
-                                "cores": os.cpu_count(), "images": records,
+                                "overlap": args.overlap, "threads": args.threads, "cpu": cpu_model(),
+                                "int8": int8_extensions(), "cores": os.cpu_count(), "images": records,
                                 "failed": failures})
     return 1 if failures else 0
 
