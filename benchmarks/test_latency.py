@@ -64,24 +64,24 @@ def set14_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def fp32_graphs(checkpoint) -> dict[str, Path]:
-    """The plain FP32 graph (PixelShuffle then conv, as a user's export) and ORT's static INT8 of it."""
+def fp32_graph(checkpoint) -> Path:
+    """The plain FP32 graph: PixelShuffle then conv, as a user's own export has it."""
     from adabm_deploy.models import load_edsr
     from adabm_deploy.quant import QuantEDSR
     from export.graph import build_model
     qm = QuantEDSR(load_edsr(checkpoint), 8, 8, full_quant=True)
     plain = WORK / "fp32_plain.onnx"
     onnx.save(build_model(qm, None, subpixel_tail=False), plain)
-    return {"fp32": plain}
+    return plain
 
 
 @pytest.fixture(scope="session")
-def static_int8(fp32_graphs, quick) -> Path:
+def static_int8(fp32_graph, quick) -> Path:
     from adabm_deploy.data import calibration_images
 
     from benchmarks.static_int8 import quantize_static_int8
     images = calibration_images(shared("data", "train", "BSD200"), 4 if quick else 100, MODEL.scale, seed=0)
-    return quantize_static_int8(fp32_graphs["fp32"], WORK / "static_int8.onnx", images)
+    return quantize_static_int8(fp32_graph, WORK / "static_int8.onnx", images)
 
 
 def ort_session(path: Path, threads: int) -> ort.InferenceSession:
@@ -121,8 +121,8 @@ def test_pytorch_fp32(benchmark, checkpoint, frame, threads, quick):
 
 @pytest.mark.parametrize("input_name", INPUTS)
 @pytest.mark.parametrize("threads", THREADS)
-def test_ort_fp32(benchmark, request, fp32_graphs, threads, input_name, quick):
-    sess = ort_session(fp32_graphs["fp32"], threads)
+def test_ort_fp32(benchmark, request, fp32_graph, threads, input_name, quick):
+    sess = ort_session(fp32_graph, threads)
     x = _input(request, input_name)
     record(benchmark, lambda: sess.run(None, {"lr": x}), row="ORT FP32", threads=threads,
            pixels=x.shape[0] * x.shape[2] * x.shape[3], macs_per_pixel=MACS[False], quick=quick,
