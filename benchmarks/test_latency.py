@@ -157,7 +157,7 @@ def test_adabm_variant(benchmark, request, factor, threads, input_name, quick):
 @pytest.mark.parametrize("threads", THREADS)
 def test_adabm_upscale_routed(benchmark, frame, threads, quick):
     """runtime.upscale's work on one frame: routing, tiling with overlap, per-variant batches, stitching."""
-    up = Upscaler(Engine(MODEL, threads), MODEL.patch_size, DEFAULT_OVERLAP)
+    up = Upscaler(Engine(MODEL, 1), MODEL.patch_size, DEFAULT_OVERLAP, workers=threads)  # as the CLI runs it
     rgb = frame.astype(np.float32)
     record(benchmark, lambda: up.upscale_rgb(rgb, np.uint8), row="AdaBM runtime.upscale, routed", threads=threads,
            pixels=rgb.shape[0] * rgb.shape[1], macs_per_pixel=MACS[True], quick=quick, input_name="frame",
@@ -171,7 +171,7 @@ def test_adabm_upscale_with_png_io(benchmark, frame, threads, quick):
     from runtime import images
     src = WORK / "frame.png"
     images.save(src, frame[:, :, ::-1])
-    up = Upscaler(Engine(MODEL, threads), MODEL.patch_size, DEFAULT_OVERLAP)
+    up = Upscaler(Engine(MODEL, 1), MODEL.patch_size, DEFAULT_OVERLAP, workers=threads)  # as the CLI runs it
 
     def run():
         pic = images.load(src)

@@ -46,7 +46,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model directory from python -m export")
     p.add_argument("--patch", type=int, help="LR cell size for routing and tiling (default: the manifest's, 96)")
     p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="LR context pixels per side, cross-faded")
-    p.add_argument("--threads", type=int, default=0, help="ONNX Runtime intra-op threads (0: one per core)")
+    p.add_argument("--threads", type=int, default=0,
+                   help="ONNX Runtime calls run at once, one thread each (0: one per core)")
     p.add_argument("--batch", type=int, default=16,
                    help="tiles per ONNX Runtime call: fewer saves memory (about 20 MB per tile), costs speed")
     p.add_argument("--variant", choices=VARIANTS, default="auto",
@@ -132,7 +133,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"{args.stats}: folder for --stats does not exist")
     if args.batch < 1:
         raise UserError(f"--batch {args.batch}: must be at least 1")
-    upscaler = Upscaler(Engine(model, args.threads), patch, args.overlap, args.variant, args.batch)
+    if args.threads < 0:
+        raise UserError(f"--threads {args.threads}: must be 0 (one per core) or more")
+    workers = args.threads or os.cpu_count() or 1
+    upscaler = Upscaler(Engine(model, threads=1), patch, args.overlap, args.variant, args.batch, workers)
     suffix = args.suffix if args.suffix is not None else f"_x{model.scale}"
     show = sys.stderr.isatty()
     found, failures = collect(args.inputs, suffix, lambda m: tqdm.write(m, file=sys.stderr))
