@@ -220,3 +220,12 @@ def test_rerun_over_a_folder_does_not_upscale_its_own_outputs(lr_image, tmp_path
         proc = upscale_cli(tmp_path)
         assert proc.returncode == 0, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_x4.png"]
+
+
+def test_concurrent_tile_calls_give_the_same_image(benchmark_root):
+    lr = cv2.imread(str(benchmark_root / "Set5" / "LR_bicubic" / "X4" / "babyx4.png"))[:, :, ::-1]
+    lr = np.ascontiguousarray(lr[:100, :120]).astype(np.float32)
+    engine = Engine(manifest.load(BUNDLED), threads=1)
+    one, _ = Upscaler(engine, 48, 2).upscale_rgb(lr, np.uint8)
+    two, _ = Upscaler(engine, 48, 2, workers=2).upscale_rgb(lr, np.uint8)
+    np.testing.assert_array_equal(one, two)
