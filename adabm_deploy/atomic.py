@@ -1,6 +1,7 @@
 """Atomic output: write to a temporary sibling, then rename, so a crash never leaves a half-written file."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 from pathlib import Path
@@ -14,13 +15,20 @@ def write_json(path: Path, payload: dict[str, Any]) -> None:
 
 
 def write_text(path: Path, text: str) -> None:
+    write_bytes(path, text.encode())
+
+
+def write_bytes(path: Path, data) -> None:
+    """`data`: bytes or any buffer (a numpy array is written without a copy)."""
     path = Path(path)
     if not path.parent.is_dir():
         raise UserError(f"{path}: output folder does not exist")
     tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
-        tmp.write_text(text)
+        with open(tmp, "wb") as f:
+            f.write(data)
         os.replace(tmp, path)
     except OSError as exc:
-        tmp.unlink(missing_ok=True)
+        with contextlib.suppress(OSError):
+            tmp.unlink(missing_ok=True)
         raise UserError(f"{path}: cannot write ({exc.strerror})") from None

@@ -119,26 +119,27 @@ def test_pytorch_fp32(benchmark, checkpoint, frame, threads, quick):
                lambda lr: torch_upscaler(model)(lr)[0].astype(np.float32), set14_root())))
 
 
+def bench_onnx_file(benchmark, request, path: Path, row: str, key: str, threads: int, input_name: str, quick):
+    """One ONNX file on ORT as a user would run it: plain session, whole input, the plain graph's MACs."""
+    sess = ort_session(path, threads)
+    x = _input(request, input_name)
+    record(benchmark, lambda: sess.run(None, {"lr": x}), row=row, threads=threads,
+           pixels=x.shape[0] * x.shape[2] * x.shape[3], macs_per_pixel=MACS[False], quick=quick,
+           input_name=input_name, accuracy=lambda: _accuracy(key, lambda: set14_psnr(
+               onnx_runner(lambda b: sess.run(None, {"lr": b})[0]), set14_root())))
+
+
 @pytest.mark.parametrize("input_name", INPUTS)
 @pytest.mark.parametrize("threads", THREADS)
 def test_ort_fp32(benchmark, request, fp32_graph, threads, input_name, quick):
-    sess = ort_session(fp32_graph, threads)
-    x = _input(request, input_name)
-    record(benchmark, lambda: sess.run(None, {"lr": x}), row="ORT FP32", threads=threads,
-           pixels=x.shape[0] * x.shape[2] * x.shape[3], macs_per_pixel=MACS[False], quick=quick,
-           input_name=input_name, accuracy=lambda: _accuracy("ort_fp32", lambda: set14_psnr(
-               onnx_runner(lambda b: sess.run(None, {"lr": b})[0]), set14_root())))
+    bench_onnx_file(benchmark, request, fp32_graph, "ORT FP32", "ort_fp32", threads, input_name, quick)
 
 
 @pytest.mark.parametrize("input_name", INPUTS)
 @pytest.mark.parametrize("threads", THREADS)
 def test_ort_quantize_static_int8(benchmark, request, static_int8, threads, input_name, quick):
-    sess = ort_session(static_int8, threads)
-    x = _input(request, input_name)
-    record(benchmark, lambda: sess.run(None, {"lr": x}), row="ORT quantize_static INT8 (W8A8)", threads=threads,
-           pixels=x.shape[0] * x.shape[2] * x.shape[3], macs_per_pixel=MACS[False], quick=quick,
-           input_name=input_name, accuracy=lambda: _accuracy("static", lambda: set14_psnr(
-               onnx_runner(lambda b: sess.run(None, {"lr": b})[0]), set14_root())))
+    bench_onnx_file(benchmark, request, static_int8, "ORT quantize_static INT8 (W8A8)", "static", threads,
+                    input_name, quick)
 
 
 @pytest.mark.parametrize("input_name", INPUTS)

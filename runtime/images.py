@@ -6,14 +6,13 @@ Writes are atomic: encode in memory, write a hidden temporary file, rename.
 """
 from __future__ import annotations
 
-import contextlib
-import os
 from dataclasses import dataclass
 from pathlib import Path
 
 import cv2
 import numpy as np
 
+from adabm_deploy.atomic import write_bytes
 from adabm_deploy.errors import UserError
 from adabm_deploy.images import IMAGE_SUFFIXES
 
@@ -108,13 +107,8 @@ def save(path: Path, image: np.ndarray) -> None:
     ok, encoded = cv2.imencode(path.suffix, image)
     if not ok:
         raise UserError(f"{path}: cannot encode as {path.suffix}")
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        with open(tmp, "wb") as f:
-            f.write(encoded)  # the encoder's buffer, without a copy
-        os.replace(tmp, path)
     except OSError as exc:
-        with contextlib.suppress(OSError):
-            tmp.unlink(missing_ok=True)
         raise UserError(f"{path}: cannot write ({exc.strerror})") from None
+    write_bytes(path, encoded)  # the encoder's buffer, without a copy
