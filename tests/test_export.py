@@ -126,52 +126,56 @@ def test_onnx_runtime_matches_the_pytorch_simulation(bundled_sim, benchmark_root
         assert abs(np.mean(hr_ort) - np.mean(hr_sim)) <= 0.05, (factor, np.mean(hr_ort), np.mean(hr_sim))
 
 
-def with_outputs(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
-    out = onnx.ModelProto()
-    out.CopyFrom(model)
-    out.graph.output.extend(onnx.helper.make_tensor_value_info(n, onnx.TensorProto.UINT8, None) for n in names)
-    return out
-
-
 def test_reference_evaluator_agrees_with_onnx_runtime_op_by_op(benchmark_root, tmp_path):
     """A second consumer of the graph: onnx's reference evaluator on a small input.
 
-    Op by op they agree within 1 LSB: every integer tensor of the graph (each activation DequantizeLinear
-    input), recomputed by the reference evaluator from ONNX Runtime's own integer inputs, matches what ORT's
-    fused kernels (QLinearConv, QLinearAdd) wrote. Over the whole network they cannot agree pixel for pixel:
-    a value on a rounding boundary flips by 1 LSB and 37 further requantizations spread the flip (ORT's own
-    op-by-op and fused modes differ the same way); that spread is bounded here (>= 45 dB, most pixels
-    within 1 LSB) and on whole images above."""
+    Op by op they agree within 1 LSB: every integer tensor of the graph, recomputed by the reference
+    evaluator from ONNX Runtime's own integer inputs, matches what ORT's fused kernels (QLinearConv,
+    QLinearAdd) wrote. Over the whole network they cannot agree pixel for pixel: a value on a rounding
+    boundary flips by 1 LSB and 37 further requantizations spread the flip (ORT's own op-by-op and fused
+    modes differ the same way); that spread is bounded here (>= 45 dB, most pixels within 1 LSB) and on
+    whole images above."""
     from onnx.reference import ReferenceEvaluator
+
+    from export.probe import FED, exposing, fed_externally, integer_tensors, op_differences, ort_outputs
     lr = read_rgb(benchmark_root / "Set5" / "LR_bicubic" / "X4" / "birdx4.png")[20:36, 20:36]
     x = lr.transpose(2, 0, 1)[None].astype(np.float32)
     for variant in manifest.load(BUNDLED).variants.values():
         model = onnx.load(variant.path)
-        consts = {i.name for i in model.graph.initializer}
-        points = list(dict.fromkeys(n.input[0] for n in model.graph.node
-                                    if n.op_type == "DequantizeLinear" and n.input[0] not in consts))
-        # ORT, fully optimized, with every integer tensor also a graph output (the fusion still happens)
-        probe = tmp_path / "probe.onnx"
-        onnx.save(with_outputs(model, points), probe)
-        ort_run = session(probe, optimized_to=tmp_path / "probe_opt.onnx")
-        ort_vals = dict(zip((o.name for o in ort_run.get_outputs()), ort_run.run(None, {"lr": x})))
+        names = integer_tensors(model)
+        assert len(names) == 72
+        # exposing the integer tensors keeps ORT's fusion: these are the values its integer kernels wrote
+        onnx.save(exposing(model, names), tmp_path / "probe.onnx")
+        session(tmp_path / "probe.onnx", optimized_to=tmp_path / "probe_opt.onnx")
         fused = [n.op_type for n in onnx.load(tmp_path / "probe_opt.onnx").graph.node]
         assert fused.count("QLinearConv") == 37 and "Conv" not in fused
-        # the reference evaluator, every DequantizeLinear reading ORT's integer tensor instead of its own
-        ref_model = with_outputs(model, points)
-        for node in ref_model.graph.node:
-            if node.op_type == "DequantizeLinear" and node.input[0] in points:
-                node.input[0] += ".ort"
-        ref_model.graph.input.extend(onnx.helper.make_tensor_value_info(p + ".ort", onnx.TensorProto.UINT8, None)
-                                     for p in points)
-        ref_vals = ReferenceEvaluator(ref_model).run(None, {"lr": x, **{p + ".ort": ort_vals[p] for p in points}})
-        for name, ref in zip((o.name for o in ref_model.graph.output), ref_vals):
-            diff = np.abs(ref.astype(np.float64) - ort_vals[name])
-            assert diff.max() <= (1 if name in points else 1e-3), (variant.factor, name, diff.max())
+        ort_vals = ort_outputs(exposing(model, names), {"lr": x})
+        fed = fed_externally(model, names)
+        ref_vals = dict(zip((o.name for o in fed.graph.output), ReferenceEvaluator(fed).run(
+            None, {"lr": x, **{n + FED: ort_vals[n] for n in names}})))
+        assert max(op_differences(ref_vals, ort_vals, names).values()) <= 1, variant.factor
+        np.testing.assert_allclose(ref_vals["sr"], ort_vals["sr"], atol=1e-3)
         whole_ref = to_uint8(ReferenceEvaluator(model).run(None, {"lr": x})[0][0].transpose(1, 2, 0))
         whole_ort = to_uint8(run_image(session(variant.path), lr))
         assert psnr(whole_ref, whole_ort) >= 45.0, (variant.factor, psnr(whole_ref, whole_ort))
         assert (np.abs(whole_ref.astype(int) - whole_ort) <= 1).mean() >= 0.75, variant.factor
+
+
+def test_probe_cli_compares_two_runs_op_by_op(benchmark_root, tmp_path):
+    """The cross-machine check (benchmarks/arm_qemu.sh): dump here, recompute each op from that dump, compare;
+    a corrupted tensor is caught."""
+    from export.probe import main as probe
+    lr = benchmark_root / "Set5" / "LR_bicubic" / "X4" / "birdx4.png"
+    model = manifest.load(BUNDLED).variants[0].path
+    a, b = tmp_path / "a.npz", tmp_path / "b.npz"
+    assert probe(["dump", str(model), str(lr), str(a)]) == 0
+    assert probe(["dump", str(model), str(lr), str(b), "--from", str(a)]) == 0
+    assert probe(["compare", str(a), str(b)]) == 0
+    bad = dict(np.load(b))
+    name = next(n for n, v in bad.items() if v.dtype == np.uint8)
+    bad[name] = bad[name] + np.uint8(3)
+    np.savez(tmp_path / "bad.npz", **bad)
+    assert probe(["compare", str(a), str(tmp_path / "bad.npz")]) == 1
 
 
 def test_export_cli_writes_a_complete_model_directory(tiny_artifact, x2_checkpoint, tmp_path):
