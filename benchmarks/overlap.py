@@ -26,7 +26,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m benchmarks.overlap", description=__doc__.splitlines()[0])
     p.add_argument("--data", type=Path, default=Path("../shared/data/benchmark/Set14"))
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL)
-    p.add_argument("--overlaps", type=int, nargs="+", default=[0, 2, 4, 8])
+    p.add_argument("--overlaps", type=int, nargs="+", default=[0, 1, 2, 4, 8])
     args = p.parse_args(argv)
     model = manifest.load(args.model)
     engine = Engine(model, threads=0)

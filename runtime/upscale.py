@@ -1,8 +1,8 @@
 """`python -m runtime.upscale INPUT...`: super-resolve images with an exported model on ONNX Runtime (no torch).
 
 Each LR image is cut into cells of at most --patch pixels; each cell's gradient density picks the INT8
-variant (the manifest's thresholds), cells run with --overlap pixels of context in per-variant batches, and
-the outputs are cross-faded into one image written beside the input (or under -o) with a suffix.
+variant (the manifest's thresholds), cells run with --overlap pixels of context, --threads windows at a
+time, and the outputs are cross-faded into one image written beside the input (or under -o) with a suffix.
 A bad image is reported on one line and skipped; the exit code is 1 if any image failed.
 """
 from __future__ import annotations
@@ -11,10 +11,12 @@ import argparse
 import os
 import sys
 import time
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Sequence
 
+import numpy as np
 from tqdm import tqdm
 
 from adabm_deploy.atomic import write_json
@@ -24,7 +26,7 @@ from adabm_deploy.images import IMAGE_SUFFIXES
 from . import images, manifest
 from .cpu import cpu_model, int8_extensions
 from .engine import Engine
-from .pipeline import VARIANTS, Upscaler
+from .pipeline import VARIANTS, Report, Upscaler
 from .routing import overlay
 
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "edsr_baseline_x4"
@@ -48,8 +50,6 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="LR context pixels per side, cross-faded")
     p.add_argument("--threads", type=int, default=0,
                    help="ONNX Runtime calls run at once, one thread each (0: one per core)")
-    p.add_argument("--batch", type=int, default=16,
-                   help="tiles per ONNX Runtime call: fewer saves memory (about 20 MB per tile), costs speed")
     p.add_argument("--variant", choices=VARIANTS, default="auto",
                    help="auto: route each cell by complexity; or force one INT8 variant, or the FP32 graph")
     p.add_argument("--suffix", help="output name suffix (default: _x<scale>)")
@@ -104,23 +104,83 @@ def plan_jobs(found: list[tuple[Path, Path | None]], output: Path | None, suffix
     return jobs
 
 
-def upscale_one(job: Job, upscaler: Upscaler, bitmap: Path | None, show: bool) -> dict:
-    """Read, upscale and write one image (and its bitmap); returns its stats record."""
+@dataclass
+class Upscaled:
+    """One image computed and not yet written."""
+    job: Job
+    picture: images.Picture
+    rgb: np.ndarray
+    alpha: np.ndarray | None
+    report: Report
+    start: float
+
+
+def upscale_one(job: Job, upscaler: Upscaler, show: bool) -> Upscaled:
     start = time.perf_counter()
     picture = images.load(job.source)
     h, w = picture.size
     with tqdm(total=len(upscaler.plan(h, w).tiles()), desc=job.source.name, unit="tile", leave=False,
               disable=not show) as bar:
         rgb, alpha, report = upscaler.upscale(picture, bar)
-    images.save(job.target, images.compose(rgb, alpha, picture.gray))
+    return Upscaled(job, picture, rgb, alpha, report, start)
+
+
+def write_one(done: Upscaled, upscaler: Upscaler, bitmap: Path | None) -> dict:
+    """Encode and write one image (and its bitmap); returns its stats record."""
+    picture, report = done.picture, done.report
+    images.save(done.job.target, images.compose(done.rgb, done.alpha, picture.gray))
     if bitmap is not None:
         images.save(bitmap, overlay(picture.rgb, report.grid, report.factors)[:, :, ::-1])
     variants = upscaler.engine.model.variants
-    return {"input": str(job.source), "output": str(job.target), "lr_size": [w, h],
-            "seconds": round(time.perf_counter() - start, 4), "inference_seconds": round(report.seconds, 4),
+    h, w = picture.size
+    return {"input": str(done.job.source), "output": str(done.job.target), "lr_size": [w, h],
+            "seconds": round(time.perf_counter() - done.start, 4), "inference_seconds": round(report.seconds, 4),
             "cells": report.counts(),
             "fab": None if upscaler.fp32 else report.fab({f: v.fab for f, v in variants.items()}),
             "bit_depth": 8 * picture.dtype.itemsize, "alpha": picture.alpha is not None, "gray": picture.gray}
+
+
+def process(jobs: list[Job | str], upscaler: Upscaler, bitmap: Path | None = None, show: bool = False,
+            on_done=None) -> tuple[list[dict], list[str]]:
+    """Upscale every job; image i is encoded and written on a second thread while image i + 1 computes
+    (at most one image waits, so memory stays two outputs). Returns (stats records, error lines); a bad
+    image is reported and skipped."""
+    records: list[dict] = []
+    failures: list[str] = []
+    several = len(jobs) > 1
+
+    def fail(message: str) -> None:
+        failures.append(message)
+        print(f"error: {message}", file=sys.stderr)
+
+    def settle(pending: Future | None) -> None:
+        if pending is None:
+            return
+        try:
+            record = pending.result()
+        except UserError as exc:
+            return fail(str(exc))
+        records.append(record)
+        if on_done:
+            on_done(record)
+
+    pending = None
+    with ThreadPoolExecutor(1) as writer:
+        for job in tqdm(jobs, desc="images", unit="img", disable=not show or not several):
+            try:
+                if isinstance(job, str):
+                    raise UserError(job)
+                done = upscale_one(job, upscaler, show)
+            except UserError as exc:
+                settle(pending)
+                pending = None
+                fail(str(exc))
+                continue
+            settle(pending)
+            image_bitmap = bitmap / f"{job.source.stem}_bits.png" if bitmap and several else bitmap
+            pending = writer.submit(write_one, done, upscaler, image_bitmap)
+        settle(pending)
+    return records, failures
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -131,35 +191,24 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--patch {patch} / --overlap {args.overlap}: need patch >= 8 and 0 <= overlap < patch")
     if args.stats and not args.stats.absolute().parent.is_dir():
         raise UserError(f"{args.stats}: folder for --stats does not exist")
-    if args.batch < 1:
-        raise UserError(f"--batch {args.batch}: must be at least 1")
     if args.threads < 0:
         raise UserError(f"--threads {args.threads}: must be 0 (one per core) or more")
     workers = args.threads or os.cpu_count() or 1
-    upscaler = Upscaler(Engine(model, threads=1), patch, args.overlap, args.variant, args.batch, workers)
+    upscaler = Upscaler(Engine(model, threads=1), patch, args.overlap, args.variant, workers)
     suffix = args.suffix if args.suffix is not None else f"_x{model.scale}"
     show = sys.stderr.isatty()
     found, failures = collect(args.inputs, suffix, lambda m: tqdm.write(m, file=sys.stderr))
     for line in failures:
         print(f"error: {line}", file=sys.stderr)
     jobs = plan_jobs(found, args.output, suffix)
-    several = len(jobs) > 1
-    records = []
-    for job in tqdm(jobs, desc="images", unit="img", disable=not show or not several):
-        try:
-            if isinstance(job, str):
-                raise UserError(job)
-            bitmap = args.bitmap / f"{job.source.stem}_bits.png" if args.bitmap and several else args.bitmap
-            record = upscale_one(job, upscaler, bitmap, show)
-        except UserError as exc:
-            failures.append(str(exc))
-            print(f"error: {exc}", file=sys.stderr)
-            continue
-        records.append(record)
+
+    def announce(record: dict) -> None:
         w, h = record["lr_size"]
         fab = f", FAB {record['fab']:.2f}" if record["fab"] is not None else ""
-        print(f"{job.source} -> {job.target} ({w}x{h} -> {w * model.scale}x{h * model.scale}, "
+        print(f"{record['input']} -> {record['output']} ({w}x{h} -> {w * model.scale}x{h * model.scale}, "
               f"{record['seconds']:.2f} s, cells {record['cells']}{fab})")
+    records, errors = process(jobs, upscaler, args.bitmap, show, announce)
+    failures += errors
     if args.stats:
         write_json(args.stats, {"model": str(args.model), "variant": args.variant, "patch": patch,
                                 "overlap": args.overlap, "threads": args.threads, "cpu": cpu_model(),

@@ -51,24 +51,34 @@ def test_cells_partition_the_image_and_weights_sum_to_one(h, w, patch, overlap):
     grid = plan(h, w, patch, overlap)
     covered = np.zeros((h, w), int)
     total = np.zeros((h * 2, w * 2))
-    wh, ww = grid.window_shape
     for t in grid.tiles():
         y0, y1, x0, x1 = t.cell
         assert y1 - y0 <= patch and x1 - x0 <= patch
         covered[y0:y1, x0:x1] += 1
-        wy, wx = t.window
-        assert 0 <= wy and wy + wh <= h and 0 <= wx and wx + ww <= w
-        assert wy <= y0 and y1 <= wy + wh and wx <= x0 and x1 <= wx + ww  # the window holds its cell
-        total[wy * 2:(wy + wh) * 2, wx * 2:(wx + ww) * 2] += window_weights(grid, t, 2)
+        wy0, wy1, wx0, wx1 = t.window
+        assert (wy0, wy1, wx0, wx1) == (max(y0 - overlap, 0), min(y1 + overlap, h),
+                                        max(x0 - overlap, 0), min(x1 + overlap, w))  # context only inside
+        total[wy0 * 2:wy1 * 2, wx0 * 2:wx1 * 2] += window_weights(grid, t, 2)
     assert (covered == 1).all()
+    np.testing.assert_allclose(total, 1.0, atol=1e-5)
+    assert grid.computed_pixels() == sum((t.window[1] - t.window[0]) * (t.window[3] - t.window[2])
+                                         for t in grid.tiles())
+
+
+def test_overlap_is_capped_at_half_a_cell_so_only_neighbours_meet():
+    grid = plan(10, 10, 3, 5)
+    total = np.zeros((10, 10))
+    for t in grid.tiles():
+        wy0, wy1, wx0, wx1 = t.window
+        total[wy0:wy1, wx0:wx1] += window_weights(grid, t, 1)
     np.testing.assert_allclose(total, 1.0, atol=1e-5)
 
 
-def test_tiled_stitching_is_exact_for_a_local_operator_and_holds_one_band(benchmark_root):
+def test_tiled_stitching_is_exact_for_a_local_operator_and_holds_one_strip(benchmark_root):
     lr = cv2.imread(str(benchmark_root / "Set14" / "LR_bicubic" / "X4" / "barbarax4.png"))[:, :, ::-1]
     lr = np.ascontiguousarray(lr).astype(np.float32)
     engine = ReplicateEngine()
-    up = Upscaler(engine, patch=24, overlap=4, max_batch=6)
+    up = Upscaler(engine, patch=24, overlap=4)
     peak = []
     original = StripStitcher.reserve
 
@@ -82,8 +92,9 @@ def test_tiled_stitching_is_exact_for_a_local_operator_and_holds_one_band(benchm
         StripStitcher.reserve = original
     np.testing.assert_array_equal(out, to_uint8(lr.repeat(4, 0).repeat(4, 1)))
     assert sum(report.counts().values()) == len(report.grid.tiles()) and set(report.factors) <= {-1, 0, 1}
-    assert max(peak) <= 2 * report.grid.window_shape[0] * 4 < out.shape[0] / 2  # a strip, not the image
-    assert all(shape[0] <= 6 for _, shape in engine.calls)
+    window_rows = max(t.window[1] - t.window[0] for t in report.grid.tiles())
+    assert max(peak) <= 2 * window_rows * 4 < out.shape[0] / 2  # a strip, not the image
+    assert [shape[0] for _, shape in engine.calls] == [1] * len(report.grid.tiles())
 
 
 def test_routing_sends_flat_cells_low_and_texture_high():
