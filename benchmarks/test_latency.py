@@ -41,9 +41,10 @@ def machine() -> dict:
             "onnxruntime": ort.__version__, "torch": torch.__version__}
 
 
-def record(benchmark, fn, *, row, threads, pixels, macs_per_pixel, accuracy, quick, input_name):
+def record(benchmark, fn, *, row, threads, pixels, macs_per_pixel, accuracy, quick, input_name, frames=1):
+    """`frames`: how many inputs one call of `fn` processes (the report divides its median by it)."""
     benchmark.extra_info.update(row=row, threads=threads, input=input_name, lr_pixels=int(pixels),
-                                macs=int(pixels) * macs_per_pixel, machine=machine())
+                                macs=int(pixels) * macs_per_pixel, machine=machine(), frames=frames)
     if not quick and accuracy is not None:
         benchmark.extra_info["psnr_y_set14"] = accuracy()
     benchmark.pedantic(fn, rounds=1 if quick else ROUNDS, warmup_rounds=1)
@@ -183,14 +184,35 @@ def test_adabm_upscale_with_png_io(benchmark, frame, threads, quick):
            accuracy=None)
 
 
+@pytest.mark.parametrize("threads", THREADS)
+def test_adabm_upscale_folder_of_frames(benchmark, frame, threads, quick):
+    """The CLI's loop over a folder of PNG frames: each frame is encoded and written while the next one
+    computes. Per-frame time (the report divides by the frame count)."""
+    from runtime import images
+    from runtime.upscale import Job, process
+    frames = 2 if quick else 4
+    jobs = []
+    for i in range(frames):
+        images.save(WORK / f"seq_{i}.png", frame[:, :, ::-1])
+        jobs.append(Job(WORK / f"seq_{i}.png", WORK / f"seq_{i}_x4.png"))
+    up = Upscaler(Engine(MODEL, 1), MODEL.patch_size, DEFAULT_OVERLAP, workers=threads)
+
+    def run():
+        records, failures = process(jobs, up)
+        assert len(records) == frames and not failures
+    record(benchmark, run, row=f"AdaBM runtime.upscale, routed, PNG in/out, per frame of {frames}",
+           threads=threads, pixels=frame.shape[0] * frame.shape[1], macs_per_pixel=MACS[True], quick=quick,
+           input_name="frame", accuracy=None, frames=frames)
+
+
 def test_peak_memory_grows_with_the_output_not_with_floats(benchmark, quick):
-    """Peak RSS (Linux VmHWM) of the CLI for a 1080p and a 4K output at --batch 4 (both images fill the batch,
-    so the difference is what the image itself costs), and the 4K peak at the default --batch 16."""
+    """Peak RSS (Linux VmHWM) of the CLI, default settings, from a 16x16 input (start-up: interpreter,
+    libraries, a session) up to an 8K output: what an image adds should track its uint8 output."""
     from adabm_deploy.images import read_rgb
     from runtime import images
     img = read_rgb(shared("data", "benchmark", "B100", "HR", "img_003.png"))
     img = img if img.shape[1] >= img.shape[0] else img.transpose(1, 0, 2)
-    sizes = [(68, 120), (135, 240)] if quick else [(270, 480), (540, 960)]
+    sizes = [(16, 16), (68, 120), (135, 240)] if quick else [(16, 16), (270, 480), (540, 960), (1080, 1920)]
     # VmHWM, the high-water mark of this process's own memory (ru_maxrss would carry the parent's across exec)
     hwm = "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))"
     probe = ("import runpy, sys; sys.argv = ['upscale', *sys.argv[1:]]\n"
@@ -198,22 +220,19 @@ def test_peak_memory_grows_with_the_output_not_with_floats(benchmark, quick):
              "except SystemExit:\n    pass\n" + hwm)
     peaks = {}
 
-    def peak(h: int, w: int, batch: int) -> float:
+    def peak(h: int, w: int) -> float:
         src = WORK / f"mem_{w}.png"
-        images.save(src, np.ascontiguousarray(np.tile(img, (2, 2, 1))[:h, :w, ::-1]))
-        proc = subprocess.run([sys.executable, "-c", probe, str(src), "-o", str(WORK / f"mem_{w}_x4.png"),
-                               "--batch", str(batch)], capture_output=True, text=True, cwd=REPO, check=True)
+        images.save(src, np.ascontiguousarray(np.tile(img, (4, 4, 1))[:h, :w, ::-1]))
+        proc = subprocess.run([sys.executable, "-c", probe, str(src), "-o", str(WORK / f"mem_{w}_x4.png")],
+                              capture_output=True, text=True, cwd=REPO, check=True)
         return int(proc.stdout.strip().splitlines()[-1]) / 1024
 
     def run():
         for h, w in sizes:
-            peaks[(h, w)] = peak(h, w, 4)
-        peaks["default"] = peak(*sizes[-1], 16)
+            peaks[(h, w)] = peak(h, w)
     benchmark.pedantic(run, rounds=1, warmup_rounds=0)
     s = MODEL.scale
-    (h0, w0), (h1, w1) = sizes
-    float_out = h1 * s * w1 * s * 3 * 4 / 2 ** 20
-    benchmark.extra_info.update(row="peak RSS, CLI", threads=0, input=f"{w1}x{h1}", peak_rss_default_mib=peaks["default"],
-                                peak_rss_mib=peaks[(h1, w1)], peak_rss_small_mib=peaks[(h0, w0)],
-                                small_input=f"{w0}x{h0}", float_output_mib=float_out,
-                                uint8_output_mib=h1 * s * w1 * s * 3 / 2 ** 20)
+    benchmark.extra_info.update(row="peak RSS, CLI", threads=0, memory=[
+        {"input": f"{w}x{h}", "output": f"{w * s}x{h * s}", "peak_rss_mib": peaks[(h, w)],
+         "uint8_output_mib": h * s * w * s * 3 / 2 ** 20, "float_output_mib": h * s * w * s * 3 * 4 / 2 ** 20}
+        for h, w in sizes])
