@@ -64,7 +64,8 @@ class Grid:
 
     def computed_pixels(self) -> int:
         """LR pixels the network processes, overlap included (compare with height * width)."""
-        span = lambda a: sum(e - s for s, e in zip(a.win_start, a.win_end))  # noqa: E731
+        def span(a: Axis) -> int:
+            return sum(e - s for s, e in zip(a.win_start, a.win_end))
         return span(self.ys) * span(self.xs)
 
 
