@@ -156,10 +156,15 @@ def test_adabm_variant(benchmark, request, factor, threads, input_name, quick):
                onnx_runner(lambda b: engine.run(factor, b)), set14_root())))
 
 
+def cli_upscaler(threads: int) -> Upscaler:
+    """The upscaler as runtime.upscale builds it: single-threaded sessions, `threads` calls at once."""
+    return Upscaler(Engine(MODEL, 1), MODEL.patch_size, DEFAULT_OVERLAP, workers=threads)
+
+
 @pytest.mark.parametrize("threads", THREADS)
 def test_adabm_upscale_routed(benchmark, frame, threads, quick):
     """runtime.upscale's work on one frame: routing, tiling with overlap, per-variant batches, stitching."""
-    up = Upscaler(Engine(MODEL, 1), MODEL.patch_size, DEFAULT_OVERLAP, workers=threads)  # as the CLI runs it
+    up = cli_upscaler(threads)
     rgb = frame.astype(np.float32)
     record(benchmark, lambda: up.upscale_rgb(rgb, np.uint8), row="AdaBM runtime.upscale, routed", threads=threads,
            pixels=rgb.shape[0] * rgb.shape[1], macs_per_pixel=MACS[True], quick=quick, input_name="frame",
@@ -173,7 +178,7 @@ def test_adabm_upscale_with_png_io(benchmark, frame, threads, quick):
     from runtime import images
     src = WORK / "frame.png"
     images.save(src, frame[:, :, ::-1])
-    up = Upscaler(Engine(MODEL, 1), MODEL.patch_size, DEFAULT_OVERLAP, workers=threads)  # as the CLI runs it
+    up = cli_upscaler(threads)
 
     def run():
         pic = images.load(src)
@@ -195,7 +200,7 @@ def test_adabm_upscale_folder_of_frames(benchmark, frame, threads, quick):
     for i in range(frames):
         images.save(WORK / f"seq_{i}.png", frame[:, :, ::-1])
         jobs.append(Job(WORK / f"seq_{i}.png", WORK / f"seq_{i}_x4.png"))
-    up = Upscaler(Engine(MODEL, 1), MODEL.patch_size, DEFAULT_OVERLAP, workers=threads)
+    up = cli_upscaler(threads)
 
     def run():
         records, failures = process(jobs, up)

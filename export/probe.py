@@ -57,10 +57,9 @@ def fed_externally(model: onnx.ModelProto, names: list[str]) -> onnx.ModelProto:
 def ort_outputs(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
     """Run with ONNX Runtime at full optimization (the fused integer kernels a user gets)."""
     import onnxruntime as ort
-    so = ort.SessionOptions()
-    so.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    so.log_severity_level = 3
-    sess = ort.InferenceSession(model.SerializeToString(), so, providers=["CPUExecutionProvider"])
+
+    from runtime.engine import session_options
+    sess = ort.InferenceSession(model.SerializeToString(), session_options(0), providers=["CPUExecutionProvider"])
     return dict(zip((o.name for o in sess.get_outputs()), sess.run(None, feeds)))
 
 

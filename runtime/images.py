@@ -2,7 +2,7 @@
 
 An image is split into what the network sees (RGB as float 0..255) and what it does not (an alpha plane,
 the bit depth, whether it was gray), so the output can be put back together in the input's own form.
-Writes are atomic: encode in memory, write a hidden temporary file, rename.
+Writes are atomic: encode into a hidden temporary file beside the target, then rename.
 """
 from __future__ import annotations
 

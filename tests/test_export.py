@@ -137,7 +137,7 @@ def test_reference_evaluator_agrees_with_onnx_runtime_op_by_op(benchmark_root, t
     whole images above."""
     from onnx.reference import ReferenceEvaluator
 
-    from export.probe import FED, exposing, fed_externally, integer_tensors, op_differences, ort_outputs
+    from export.probe import FED, exposing, fed_externally, integer_tensors, op_differences
     lr = read_rgb(benchmark_root / "Set5" / "LR_bicubic" / "X4" / "birdx4.png")[20:36, 20:36]
     x = lr.transpose(2, 0, 1)[None].astype(np.float32)
     for variant in manifest.load(BUNDLED).variants.values():
@@ -146,10 +146,10 @@ def test_reference_evaluator_agrees_with_onnx_runtime_op_by_op(benchmark_root, t
         assert len(names) == 72
         # exposing the integer tensors keeps ORT's fusion: these are the values its integer kernels wrote
         onnx.save(exposing(model, names), tmp_path / "probe.onnx")
-        session(tmp_path / "probe.onnx", optimized_to=tmp_path / "probe_opt.onnx")
+        ort_run = session(tmp_path / "probe.onnx", optimized_to=tmp_path / "probe_opt.onnx")
         fused = [n.op_type for n in onnx.load(tmp_path / "probe_opt.onnx").graph.node]
         assert fused.count("QLinearConv") == 37 and "Conv" not in fused
-        ort_vals = ort_outputs(exposing(model, names), {"lr": x})
+        ort_vals = dict(zip((o.name for o in ort_run.get_outputs()), ort_run.run(None, {"lr": x})))
         fed = fed_externally(model, names)
         ref_vals = dict(zip((o.name for o in fed.graph.output), ReferenceEvaluator(fed).run(
             None, {"lr": x, **{n + FED: ort_vals[n] for n in names}})))
