@@ -4,9 +4,10 @@ The graph has exactly the quantization points that QuantEDSR simulates (see adab
 uint8 activations with per-tensor scale and integer zero point, b < 8 bits as Clip(0, 2^b - 1) on the uint8
 tensor (a float Clip before QuantizeLinear would make ONNX Runtime fall back to FP32 convs), int8 symmetric
 weights, int32 bias at scale x_scale * w_scale, ReLU outputs at zero point 0 (so ORT folds the ReLU), one
-QuantizeLinear per conv output, PixelShuffle as DepthToSpace (CRD). The last 64->3 conv at output resolution
-is rewritten exactly as a 3x3 conv on the tensor before the last pixel shuffle (3 r^2 real outputs, padded
-with zero filters to 16 so it gets the fast kernel), followed by Slice and DepthToSpace.
+QuantizeLinear per conv output. The last 64->3 conv at output resolution is rewritten exactly as a 3x3 conv on the
+tensor before the last pixel shuffle. Where the tail is quantized, every pixel shuffle runs on uint8 as a channels-last
+Reshape / Transpose (pixel_shuffle_u8), its conv's output channels laid out to match (shuffle_layout); otherwise
+the graph keeps DepthToSpace (CRD).
 """
 from __future__ import annotations
 
@@ -18,7 +19,26 @@ from onnx import TensorProto, helper, numpy_helper
 from adabm_deploy.quant.qedsr import QConv, QuantEDSR
 from adabm_deploy.quant.quantizers import ActQuantizer
 
-MIN_FAST_CHANNELS = 16  # ORT's int8 conv misses its fast path below this many output channels
+FAST_ALIGN, FAST_MIN = 4, 16  # ORT's symmetric int8 conv kernel: output channels a multiple of 4, at least 16
+
+
+def padded_group(channels: int, r: int) -> int:
+    """Channels per sub-pixel position after padding, so that the r*r groups together take the fast kernel."""
+    p = -(-channels // FAST_ALIGN) * FAST_ALIGN
+    while r * r * p < FAST_MIN:
+        p += FAST_ALIGN
+    return p
+
+
+def shuffle_layout(channels: int, r: int) -> np.ndarray:
+    """For each output channel of the laid-out conv, its PixelShuffle channel c*r*r + a*r + b, or -1 (zero filter).
+
+    Laid out as (a, b, c) with c fastest, each (a, b) group padded to padded_group(channels, r) channels, so
+    that the shuffle is a move of whole rows in channels-last memory (pixel_shuffle_u8)."""
+    p = padded_group(channels, r)
+    order = np.full((r * r, p), -1)
+    order[:, :channels] = np.arange(channels * r * r).reshape(channels, r * r).T
+    return order.reshape(-1)
 
 
 def subpixel_conv_weights(weight: np.ndarray, bias: np.ndarray, r: int) -> tuple[np.ndarray, np.ndarray]:
@@ -69,8 +89,10 @@ class GraphWriter:
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
         return out
 
-    def quant(self, x: str, q: ActQuantizer, bits: int) -> tuple[str, float]:
-        """QuantizeLinear -> [Clip to b bits on uint8] -> DequantizeLinear; returns (float tensor, scale).
+    def quant(self, x: str, q: ActQuantizer, bits: int, shuffle: tuple[int, int] | None = None
+              ) -> tuple[str, float]:
+        """QuantizeLinear -> [Clip to b bits on uint8] -> [pixel shuffle on uint8] -> DequantizeLinear;
+        returns (float tensor, scale).
 
         Where x is itself a dequantized tensor (a requantization), it first gets + DQ(0): the value is
         unchanged, but ORT then fuses DQ -> Add -> Q into one uint8 -> uint8 QLinearAdd pass instead of a
@@ -87,6 +109,8 @@ class GraphWriter:
             t = self.op("Clip", [t, self.const("u8.0", np.uint8(0)), self.const(f"u8.{2 ** bits - 1}",
                                                                                np.uint8(2 ** bits - 1))],
                         f"{q.name}.clip{bits}")
+        if shuffle:
+            t = self.pixel_shuffle_u8(t, *shuffle, q.name)
         out = self.op("DequantizeLinear", [t, s, z], f"{q.name}.dq")
         self.dequantized.add(out)
         return out, scale
@@ -96,10 +120,37 @@ class GraphWriter:
             return x, None
         return self.quant(x, q, bits)
 
-    def conv(self, x: str, qc: QConv, x_scale: float | None, subpixel: int = 0) -> str:
+    def pixel_shuffle_u8(self, t: str, r: int, channels: int, base: str) -> str:
+        """PixelShuffle(r) of a uint8 conv output laid out by `shuffle_layout`, as channels-last Reshape and
+        Transpose; the result is NCHW with `channels` channels.
+
+        ONNX Runtime runs QLinearConv channels-last and would wrap a DepthToSpace in two layout Transposes
+        around its own strided byte shuffle. Here the outer Transposes cancel against the layout ones, and the
+        middle one moves whole rows: [N,H,W,r,r*P] -> [N,H,r,W,r*P] is [N,rH,rW,P]."""
+        nhwc = self.op("Transpose", [t], f"{base}.nhwc", perm=[0, 2, 3, 1])
+        split = self.op("Reshape", [nhwc, self.const("shape.split", np.array([0, 0, 0, r, -1], np.int64))],
+                        f"{base}.split")
+        rows = self.op("Transpose", [split], f"{base}.interleave", perm=[0, 1, 3, 2, 4])
+        # [N, H, W, r*r*P] -> [N, r*H, r*W, P]
+        shape = self.op("Div", [self.op("Mul", [self.op("Shape", [nhwc], f"{base}.shape"),
+                                                self.const(f"shape.mul{r}", np.array([1, r, r, 1], np.int64))],
+                                        f"{base}.shape_mul"),
+                                self.const(f"shape.div{r}", np.array([1, 1, 1, r * r], np.int64))],
+                        f"{base}.shape_out")
+        y = self.op("Transpose", [self.op("Reshape", [rows, shape], f"{base}.merge")], f"{base}.nchw",
+                    perm=[0, 3, 1, 2])
+        if padded_group(channels, r) > channels:
+            y = self.op("Slice", [y, self.const("slice.start", np.array([0], np.int64)),
+                                  self.const(f"slice.end{channels}", np.array([channels], np.int64)),
+                                  self.const("slice.axes1", np.array([1], np.int64))], f"{base}.real")
+        return y
+
+    def conv(self, x: str, qc: QConv, x_scale: float | None, subpixel: int = 0, shuffle: int = 0) -> str:
+        """subpixel r: the exact rewrite above; shuffle r: output channels laid out for pixel_shuffle_u8."""
         weight = qc.weight.numpy().astype(np.float32)
         bias = qc.bias.numpy().astype(np.float32)
         quantized = self.quantized and qc.wq is not None
+        w_scale = np.ones(weight.shape[0], np.float32)
         if quantized:
             w_scale = qc.wq.scale().detach().numpy().astype(np.float32)
             w_scale = np.broadcast_to(w_scale, (weight.shape[0],)).copy()
@@ -107,13 +158,13 @@ class GraphWriter:
             weight = w_int
         if subpixel:
             weight, bias = subpixel_conv_weights(weight, bias, subpixel)
-            if quantized:
-                w_scale = np.repeat(w_scale, subpixel * subpixel)
-            pad = max(0, MIN_FAST_CHANNELS - weight.shape[0])
-            weight = np.concatenate([weight, np.zeros((pad, *weight.shape[1:]), weight.dtype)])
-            bias = np.concatenate([bias, np.zeros(pad, bias.dtype)])
-            if quantized:
-                w_scale = np.concatenate([w_scale, np.ones(pad, np.float32)])
+            w_scale = np.repeat(w_scale, subpixel * subpixel)
+        if shuffle:
+            order = shuffle_layout(weight.shape[0] // (shuffle * shuffle), shuffle)
+            # index -1 picks the appended zero filter (scale 1, bias 0)
+            weight = np.concatenate([weight, np.zeros((1, *weight.shape[1:]), weight.dtype)])[order]
+            bias = np.append(bias, np.float32(0))[order]
+            w_scale = np.append(w_scale, np.float32(1))[order]
         if not quantized:
             return self.op("Conv", [x, self.const(f"{qc.name}.weight", weight), self.const(f"{qc.name}.bias", bias)],
                            qc.name, pads=[1, 1, 1, 1])
@@ -156,18 +207,21 @@ class GraphWriter:
         # with the rewrite, the last shuffle moves behind the output conv
         n_shuffled = n_up - 1 if self.subpixel_tail else n_up
         for j, (conv, q) in enumerate(zip(qm.tail[:n_up], qm.q_tail)):
-            y, s = self.point(self.conv(y, conv, s), q)
-            if j < n_shuffled:
-                y = self.op("DepthToSpace", [y], f"tail.{j}.d2s", blocksize=qm.shuffle[j], mode="CRD")
-                y, s = self.point(y, q)  # same parameters: lets ORT keep the tensor in uint8
-        if self.subpixel_tail:
+            r = qm.shuffle[j]
+            if j >= n_shuffled:
+                y, s = self.point(self.conv(y, conv, s), q)
+            elif self.quantized and qm.has_point(q):
+                y, s = self.quant(self.conv(y, conv, s, shuffle=r), q, 8, shuffle=(r, qm.cfg.n_feats))
+            else:
+                y = self.op("DepthToSpace", [self.conv(y, conv, s)], f"tail.{j}.d2s", blocksize=r, mode="CRD")
+        if self.subpixel_tail and self.quantized and qm.has_point(qm.q_tail[-1]):
             r = qm.shuffle[-1]
-            y, _ = self.point(self.conv(y, qm.tail[-1], s, subpixel=r), qm.q_tail[-1])
-            real = qm.cfg.n_colors * r * r
-            y = self.op("Slice", [y, self.const("slice.start", np.array([0], np.int64)),
-                                  self.const("slice.end", np.array([real], np.int64)),
-                                  self.const("slice.axes", np.array([1], np.int64))], "tail.slice")
-            y = self.op("DepthToSpace", [y], "tail.d2s", blocksize=r, mode="CRD")
+            y, _ = self.quant(self.conv(y, qm.tail[-1], s, subpixel=r, shuffle=r), qm.q_tail[-1], 8,
+                              shuffle=(r, qm.cfg.n_colors))
+        elif self.subpixel_tail:
+            r = qm.shuffle[-1]
+            y = self.op("DepthToSpace", [self.conv(y, qm.tail[-1], s, subpixel=r)], "tail.d2s", blocksize=r,
+                        mode="CRD")
         else:
             y, _ = self.point(self.conv(y, qm.tail[-1], s), qm.q_tail[-1])
         self.mean_shift(y, qm.add_mean, "add_mean", output="sr")

@@ -15,6 +15,7 @@ from adabm_deploy.data import open_benchmark
 from adabm_deploy.images import read_rgb
 from adabm_deploy.metrics import psnr, to_uint8
 from adabm_deploy.models import load_edsr
+from adabm_deploy.models.edsr import EDSR, EDSRConfig
 from adabm_deploy.quant import QuantEDSR
 from conftest import REPO, shared_path
 from export.graph import build_model
@@ -82,6 +83,34 @@ def test_qdq_graphs_check_fuse_to_integer_convs_and_fp32_graph_matches_torch(x2_
                 assert conv_ops and all(op == "QLinearConv" for op in conv_ops), conv_ops
 
 
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_uint8_pixel_shuffles_compute_what_pytorch_does(scale, tmp_path):
+    """The INT8 graphs shuffle pixels on uint8, channels-last, with the conv's output channels reordered (and
+    3 colours padded to 4 per sub-pixel position): x2, x3 and the two-stage x4 upsampler against PyTorch's
+    PixelShuffle in the simulation. A wrong channel order scrambles pixels and misses by far more than 1 LSB."""
+    torch.manual_seed(scale)
+    fp = EDSR(EDSRConfig(n_blocks=1, n_feats=16, scale=scale)).eval()
+    with torch.no_grad():
+        for shift, sign in ((fp.sub_mean, -1.0), (fp.add_mean, 1.0)):
+            shift.weight.copy_(torch.eye(3)[:, :, None, None])
+            shift.bias.fill_(sign * 114.0)
+    qm = QuantEDSR(fp, 8, 8, full_quant=True)
+    for q in qm.act_quantizers():
+        q.set_bounds(-20.0, 20.0)
+    for conv in qm.qconvs():
+        conv.wq.init_clip(conv.weight, "minmax")
+    x = torch.rand(1, 3, 11, 13) * 255
+    path, opt = tmp_path / "m.onnx", tmp_path / "opt.onnx"
+    onnx.save(build_model(qm, 0), path)
+    y = session(path, optimized_to=opt).run(None, {"lr": x.numpy()})[0]
+    assert "DepthToSpace" not in [n.op_type for n in onnx.load(opt).graph.node]
+    with torch.no_grad():
+        sim = qm(x, torch.tensor([sum(qm.image2bit.thresholds()) / 2])).numpy()
+    lsb = qm.q_tail[-1].qparams(8)[0]
+    assert y.shape == sim.shape == (1, 3, 11 * scale, 13 * scale)
+    assert np.abs(y - sim).max() <= 1.01 * lsb and np.mean(np.abs(y - sim) > 1e-3) < 0.01
+
+
 def test_bundled_model_is_valid_and_every_variant_runs_integer_convs(x4_checkpoint, tmp_path):
     m = manifest.load(BUNDLED)  # checks format, complexity definition and every file's sha256
     raw = m.raw
@@ -143,7 +172,7 @@ def test_reference_evaluator_agrees_with_onnx_runtime_op_by_op(benchmark_root, t
     for variant in manifest.load(BUNDLED).variants.values():
         model = onnx.load(variant.path)
         names = integer_tensors(model)
-        assert len(names) == 72
+        assert len(names) == 71  # every activation point: input, head, 4 per block, body end, skip, 3 tail convs
         # exposing the integer tensors keeps ORT's fusion: these are the values its integer kernels wrote
         onnx.save(exposing(model, names), tmp_path / "probe.onnx")
         ort_run = session(tmp_path / "probe.onnx", optimized_to=tmp_path / "probe_opt.onnx")
