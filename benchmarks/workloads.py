@@ -12,6 +12,7 @@ import pytest
 from adabm_deploy.data import open_benchmark
 from adabm_deploy.metrics import psnr, to_uint8
 from adabm_deploy.models.edsr import upsampler_stages
+from export.graph import padded_group
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -27,8 +28,8 @@ def shared(*parts: str) -> Path:
 
 def macs_per_lr_pixel(n_blocks: int, n_feats: int, scale: int, n_colors: int = 3, subpixel_tail: bool = False
                       ) -> int:
-    """Multiply-accumulates of EDSR per LR pixel (3x3 convs). The sub-pixel tail computes a padded 16-channel
-    conv before the last shuffle instead of the 3-channel conv after it."""
+    """Multiply-accumulates of EDSR per LR pixel (3x3 convs). The sub-pixel tail computes a 2x2 conv with padded
+    output channels before the last shuffle instead of the 3-channel 3x3 conv after it (export.graph)."""
     k = 9
     macs = k * n_colors * n_feats + (2 * n_blocks + 1) * k * n_feats * n_feats
     res = 1
@@ -38,7 +39,7 @@ def macs_per_lr_pixel(n_blocks: int, n_feats: int, scale: int, n_colors: int = 3
         res *= r
     if subpixel_tail:
         last = stages[-1]
-        macs += (res // last) ** 2 * k * n_feats * last * last * max(16, n_colors * last * last)
+        macs += (res // last) ** 2 * 4 * n_feats * last * last * padded_group(n_colors, last) * last * last
     else:
         macs += res * res * k * n_feats * n_colors
     return macs

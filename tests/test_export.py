@@ -172,7 +172,7 @@ def test_reference_evaluator_agrees_with_onnx_runtime_op_by_op(benchmark_root, t
     for variant in manifest.load(BUNDLED).variants.values():
         model = onnx.load(variant.path)
         names = integer_tensors(model)
-        assert len(names) == 71  # every activation point: input, head, 4 per block, body end, skip, 3 tail convs
+        assert len(names) == 71  # input, head, 4 per block, body end, skip, 3 tail convs
         # exposing the integer tensors keeps ORT's fusion: these are the values its integer kernels wrote
         onnx.save(exposing(model, names), tmp_path / "probe.onnx")
         ort_run = session(tmp_path / "probe.onnx", optimized_to=tmp_path / "probe_opt.onnx")
