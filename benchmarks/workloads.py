@@ -28,7 +28,7 @@ def shared(*parts: str) -> Path:
 
 def macs_per_lr_pixel(n_blocks: int, n_feats: int, scale: int, n_colors: int = 3, subpixel_tail: bool = False
                       ) -> int:
-    """Multiply-accumulates of EDSR per LR pixel (3x3 convs). The sub-pixel tail computes a 2x2 conv with padded
+    """Multiply-accumulates of the EDSR convs per LR pixel. The sub-pixel tail computes a 2x2 conv with padded
     output channels before the last shuffle instead of the 3-channel 3x3 conv after it (export.graph)."""
     k = 9
     macs = k * n_colors * n_feats + (2 * n_blocks + 1) * k * n_feats * n_feats
