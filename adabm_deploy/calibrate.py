@@ -157,35 +157,90 @@ def param_groups(qm: QuantEDSR, s: Settings) -> dict[str, tuple[list[torch.nn.Pa
     return groups
 
 
+def training_loss(qm: QuantEDSR, x: torch.Tensor, c: torch.Tensor, bit_weight: torch.Tensor,
+                  s: Settings) -> torch.Tensor:
+    """L1(FP, Q) + lambda_skt * SKT, plus bit_weight * max(mean bits - b_tar, 0); bit_weight is lambda_bit in
+    bit-mapping epochs and 0 otherwise (a tensor, so one captured CUDA graph serves every stage)."""
+    fp_feats: list[torch.Tensor] = []
+    with torch.no_grad(), qm.fp_mode():
+        y_fp = qm(x, features=fp_feats)
+    q_feats: list[torch.Tensor] = []
+    y_q = qm(x, c, features=q_feats)
+    loss = F.l1_loss(y_q, y_fp) + s.lambda_skt * skt_loss(fp_feats, q_feats)
+    if qm.adaptive_bits:
+        target = s.a_bits if s.bit_target is None else s.bit_target
+        loss = loss + bit_weight * F.relu(qm.bits(c).mean() - target)
+    return loss
+
+
+class TrainStep:
+    """Forward, loss and backward for one batch, leaving gradients in .grad.
+
+    On CUDA the step is captured once as a CUDA graph and replayed: a batch of two 80x80 patches is far too
+    small to hide the launch cost of the thousands of small kernels of the quantizers' forward and backward, which
+    otherwise dominates calibration time on a GPU. On CPU it runs eagerly."""
+
+    def __init__(self, qm: QuantEDSR, params: list[torch.nn.Parameter], s: Settings, x: torch.Tensor,
+                 c: torch.Tensor):
+        self.qm, self.params, self.s = qm, params, s
+        self.x, self.c = x.clone(), c.clone()
+        self.bit_weight = torch.zeros((), device=x.device)
+        self.graph: torch.cuda.CUDAGraph | None = None
+        if x.is_cuda:
+            self._capture()
+
+    def _eager(self) -> torch.Tensor:
+        for p in self.params:
+            p.grad = None
+        loss = training_loss(self.qm, self.x, self.c, self.bit_weight, self.s)
+        loss.backward()
+        return loss
+
+    def _capture(self) -> None:
+        side = torch.cuda.Stream()
+        side.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(side):  # warm-up outside the capture: cuDNN autotuning, autograd's lazy state
+            for _ in range(3):
+                self._eager()
+        torch.cuda.current_stream().wait_stream(side)
+        for p in self.params:
+            p.grad = None  # the captured backward then writes (not accumulates) each .grad on every replay
+        self.graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(self.graph):
+            self.loss = training_loss(self.qm, self.x, self.c, self.bit_weight, self.s)
+            self.loss.backward()
+
+    def __call__(self, x: torch.Tensor, c: torch.Tensor, bit_weight: float) -> torch.Tensor:
+        self.x.copy_(x)
+        self.c.copy_(c)
+        self.bit_weight.fill_(bit_weight)
+        if self.graph is None:
+            return self._eager()
+        self.graph.replay()
+        return self.loss
+
+
 def finetune(qm: QuantEDSR, sampler: PatchSampler, s: Settings, device: str, progress: bool) -> list[float]:
     """Fine-tuning phase: returns the mean loss per epoch."""
     groups = param_groups(qm, s)
-    for params, _ in groups.values():
-        for p in params:
-            p.requires_grad_(True)
+    tuned = [p for params, _ in groups.values() for p in params]
+    for p in tuned:
+        p.requires_grad_(True)
     opts = {name: torch.optim.Adam(params, lr=lr) for name, (params, lr) in groups.items()}
     stage_groups = {"weight_clip": ["weight_clip"], "act_bounds": ["act_bounds"],
                     "bit_mapping": ["layer_factors", "i2b"] if qm.adaptive_bits else ["act_bounds"]}
     losses = []
+    step = None
     bar = tqdm(total=s.epochs * s.iters_per_epoch, desc="fine-tune", unit="it", disable=not progress)
     for epoch in range(s.epochs):
         stage = STAGES[epoch % 3]
         active = [opts[g] for g in stage_groups[stage]]
+        bit_weight = s.lambda_bit if stage == "bit_mapping" else 0.0
         total = 0.0
         for _ in range(s.iters_per_epoch):
             x, c = sampler.random_batch(s.batch, device)
-            fp_feats: list[torch.Tensor] = []
-            with torch.no_grad(), qm.fp_mode():
-                y_fp = qm(x, features=fp_feats)
-            q_feats: list[torch.Tensor] = []
-            y_q = qm(x, c, features=q_feats)
-            loss = F.l1_loss(y_q, y_fp) + s.lambda_skt * skt_loss(fp_feats, q_feats)
-            if stage == "bit_mapping" and qm.adaptive_bits:
-                target = s.a_bits if s.bit_target is None else s.bit_target
-                loss = loss + s.lambda_bit * F.relu(qm.bits(c).mean() - target)
-            for opt in opts.values():
-                opt.zero_grad(set_to_none=True)
-            loss.backward()
+            step = step or TrainStep(qm, tuned, s, x, c)
+            loss = step(x, c, bit_weight)
             for opt in active:
                 opt.step()
             total += loss.item()
@@ -200,12 +255,24 @@ def finetune(qm: QuantEDSR, sampler: PatchSampler, s: Settings, device: str, pro
     return losses
 
 
+def exact_cuda_convs() -> None:
+    """Keep CUDA convs in IEEE float32: the integer-domain QConv is exact only without TF32 (10-bit mantissa),
+    which cuDNN uses for float32 convs by default on Ampere and later. Fixed patch shapes let cuDNN autotune."""
+    if hasattr(torch.backends.cudnn, "conv"):  # torch >= 2.9
+        torch.backends.cudnn.conv.fp32_precision = "ieee"
+    else:
+        torch.backends.cudnn.allow_tf32 = False
+    torch.backends.cudnn.benchmark = True
+
+
 def calibrate(checkpoint: Path, calib_dir: Path, s: Settings, device: str = "cpu",
               progress: bool = True) -> tuple[QuantEDSR, dict]:
     """Run Algorithm 1 (or a baseline) and return the calibrated model and the artifact payload."""
     if s.method not in METHODS:
         raise UserError(f"unknown method {s.method!r} (choose from {', '.join(METHODS)})")
     torch.manual_seed(s.seed)
+    if device == "cuda":
+        exact_cuda_convs()
     start = time.perf_counter()
     fp = load_edsr(checkpoint)
     images = calibration_images(calib_dir, s.n_images, fp.cfg.scale, s.seed)
@@ -221,6 +288,9 @@ def calibrate(checkpoint: Path, calib_dir: Path, s: Settings, device: str = "cpu
         report["fab_calibration_images"] = float(qm.bits(cs).mean())
     report["seconds"] = round(time.perf_counter() - start, 1)
     report["device"] = device
+    if device == "cuda":
+        report["device_name"] = torch.cuda.get_device_name()
+    report["torch"] = torch.__version__
     report["torch_threads"] = torch.get_num_threads()
     settings = dataclasses.asdict(s) | {"calib_dir": str(calib_dir), "n_images_used": len(images)}
     return qm, artifact.to_dict(qm, checkpoint, settings, report)

@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from adabm_deploy import artifact
+from adabm_deploy import calibrate as calib
 from adabm_deploy.calibrate import PatchSampler, Settings, calibrate
 from adabm_deploy.data import calibration_images
 from adabm_deploy.errors import UserError
@@ -106,3 +107,27 @@ def test_cli_bad_inputs_exit_2_and_write_nothing(tmp_path, x2_checkpoint, t91):
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
         assert not out.exists()
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the graph path is GPU-only)")
+def test_cuda_graph_step_gives_the_eager_gradients(x2_checkpoint, t91):
+    """The captured step must overwrite .grad on every replay with exactly what an eager step computes."""
+    calib.exact_cuda_convs()
+    torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
+    s = Settings(w_bits=4, a_bits=4, full_quant=True, **TINY)
+    qm = calib.QuantEDSR(load_edsr(x2_checkpoint), 4, 4, True).cuda()
+    sampler = PatchSampler(calibration_images(t91, s.n_images, 2, 0), s.patch, 0)
+    calib.initialise(qm, sampler, s, "cuda")
+    tuned = [p for params, _ in calib.param_groups(qm, s).values() for p in params]
+    for p in tuned:
+        p.requires_grad_(True)
+    step = calib.TrainStep(qm, tuned, s, *sampler.random_batch(s.batch, "cuda"))
+    for bit_weight in (0.0, s.lambda_bit):
+        x, c = sampler.random_batch(s.batch, "cuda")
+        graph_loss = step(x, c, bit_weight).item()
+        graph_grads = [p.grad.clone() for p in tuned]
+        eager = calib.TrainStep(qm, tuned, s, x, c)
+        eager.graph = None
+        assert eager(x, c, bit_weight).item() == graph_loss
+        assert all(torch.equal(g, p.grad) for g, p in zip(graph_grads, tuned))
+        step = calib.TrainStep(qm, tuned, s, x, c)

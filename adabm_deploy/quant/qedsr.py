@@ -41,7 +41,9 @@ class QConv(nn.Module):
             return F.conv2d(x, self.weight, self.bias, padding=pad)
         acc_scale = x_scale.reshape(-1, 1) * self.wq.scale().reshape(1, -1)  # [N or 1, C_out]
         x_codes = round_ste(x / x_scale.reshape(-1, 1, 1, 1))
-        acc = F.conv2d(x_codes, self.wq.codes(self.weight), None, padding=pad)
+        # cuDNN computes float32 convs with TF32, Winograd or FFT kernels that round; float64 keeps it exact on GPU
+        exact = torch.float64 if x.is_cuda else x.dtype
+        acc = F.conv2d(x_codes.to(exact), self.wq.codes(self.weight).to(exact), None, padding=pad).to(x.dtype)
         bias_codes = round_ste(self.bias / acc_scale)
         return (acc + bias_codes[:, :, None, None]) * acc_scale[:, :, None, None]
 
@@ -123,7 +125,7 @@ class QuantEDSR(nn.Module):
         """[N, 2*n_blocks] activation bits b_base + b_I(image) + b_L(layer), clamped to 2..8 (STE)."""
         n = complexity.shape[0]
         if not self.adaptive_bits:
-            return torch.full((n, len(self.layer2bit.m)), float(self.a_bits))
+            return torch.full((n, len(self.layer2bit.m)), float(self.a_bits), device=complexity.device)
         raw = self.a_bits + self.image2bit(complexity)[:, None] + self.layer2bit()[None, :]
         return ste(raw, raw.clamp(MIN_BITS, MAX_BITS))
 

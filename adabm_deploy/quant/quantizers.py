@@ -88,7 +88,9 @@ class ActQuantizer(nn.Module):
     def quantize(self, x: torch.Tensor, bits: torch.Tensor | float) -> tuple[torch.Tensor, torch.Tensor]:
         """(fake-quantized x, scale). `bits` is a scalar or one value per sample (shape [N]); values may carry
         surrogate gradients. The scale comes back shaped [N] (per sample) or [] for the bias grid."""
-        bits = torch.as_tensor(bits, dtype=x.dtype, device=x.device)
+        if not torch.is_tensor(bits):  # a fill, not a host-to-device copy: legal inside a CUDA graph capture
+            bits = torch.full((), float(bits), dtype=x.dtype, device=x.device)
+        bits = bits.to(device=x.device, dtype=x.dtype)
         per_sample = bits.ndim == 1
         bits_b = bits.view(-1, *([1] * (x.ndim - 1))) if per_sample else bits
         lower, upper = self.bounds()
@@ -158,10 +160,11 @@ def bit_aware_clip(q: ActQuantizer, bits: float, steps: int = 100) -> float:
     if x is None:
         raise RuntimeError(f"{q.name}: no activation sample collected")
     lower, upper = (float(v) for v in q.bounds())
-    bits_t = torch.tensor(float(bits))
+    bits_t = torch.tensor(float(bits), device=x.device)
     best_eps, best_err = 1.0, float("inf")
     for eps in torch.linspace(1.0, 0.01, steps).tolist():
-        scale, zp = act_qparams(torch.tensor(eps * lower), torch.tensor(eps * upper), bits_t)
+        scale, zp = act_qparams(torch.tensor(eps * lower, device=x.device), torch.tensor(eps * upper, device=x.device),
+                                bits_t)
         err = float(((fake_quant_act(x, scale, zp, 2.0 ** bits_t - 1) - x) ** 2).sum())
         if err < best_err:
             best_eps, best_err = eps, err
