@@ -6,6 +6,7 @@ on Set5 / Set14 / B100 (whole images, Y channel, crop 4). The FP32 row is our ow
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import sys
 import time
@@ -14,15 +15,17 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
+import torch
 
 from . import artifact
 from .calibrate import PRESETS, Settings, calibrate
 from .complexity import gradient_density
 from .data import open_benchmark
-from .errors import run_cli
+from .errors import UserError, run_cli
 from .images import read_rgb
 from .evaluate import evaluate_set, quantized_upscaler, torch_upscaler
 from .models import load_edsr
+from .quant.qedsr import QuantEDSR
 
 SETS = ("Set5", "Set14", "B100")
 # Paper Table 3 (full quantization, EDSR-baseline x4, official FP32 32.10 / 28.58 / 27.56) and Table S3
@@ -47,11 +50,12 @@ class Row:
     finetune: bool
     extra: dict = field(default_factory=dict)
     preset: str | None = None  # None: the run's --preset
+    device: str = "cpu"  # cuda: calibrated on a GPU, here or elsewhere (its artifact copied into --work)
 
     def note(self) -> str:
         """What sets the row apart from the table's common settings, for its label."""
         parts = ([f"b_tar {self.extra['bit_target']}"] if "bit_target" in self.extra else []) + \
-                ([f"{self.preset} preset"] if self.preset else [])
+                ([f"{self.preset} preset"] if self.preset else []) + ([self.device] if self.device != "cpu" else [])
         return f" ({', '.join(parts)})" if parts else ""
 
     @property
@@ -64,33 +68,60 @@ ROWS = [
     Row("full_w4a4_minmax", 4, 4, True, "minmax", False),
     Row("full_w4a4_percentile", 4, 4, True, "percentile", False),
     Row("full_w4a4_minmax_ft", 4, 4, True, "minmax", True),
+    Row("full_w4a4_minmax_ft_paper_cuda", 4, 4, True, "minmax", True, preset="paper", device="cuda"),
     Row("full_w4a4_adabm", 4, 4, True, "adabm", True),
     Row("full_w4a4_adabm_bt375", 4, 4, True, "adabm", True, {"bit_target": 3.75}),
     Row("full_w4a4_adabm_paper", 4, 4, True, "adabm", True, preset="paper"),
+    Row("full_w4a4_adabm_paper_cuda", 4, 4, True, "adabm", True, preset="paper", device="cuda"),
     Row("full_w6a6_minmax", 6, 6, True, "minmax", False),
     Row("full_w6a6_percentile", 6, 6, True, "percentile", False),
     Row("full_w6a6_minmax_ft", 6, 6, True, "minmax", True),
+    Row("full_w6a6_minmax_ft_paper_cuda", 6, 6, True, "minmax", True, preset="paper", device="cuda"),
     Row("full_w6a6_adabm", 6, 6, True, "adabm", True),
     Row("full_w6a6_adabm_paper", 6, 6, True, "adabm", True, preset="paper"),
+    Row("full_w6a6_adabm_paper_cuda", 6, 6, True, "adabm", True, preset="paper", device="cuda"),
     Row("full_w8a8_adabm", 8, 8, True, "adabm", True),
     Row("body_w8a6_adabm", 8, 6, False, "adabm", True),
+    Row("body_w8a6_adabm_paper_cuda", 8, 6, False, "adabm", True, preset="paper", device="cuda"),
     Row("body_w4a4_adabm", 4, 4, False, "adabm", True),
+    Row("body_w4a4_adabm_paper_cuda", 4, 4, False, "adabm", True, preset="paper", device="cuda"),
 ]
 
 
-def run_row(row: Row, ckpt: Path, calib_dir: Path, preset: str, work: Path, bench_root: Path) -> dict:
-    result_path = work / f"{row.key}.result.json"
+def row_settings(row: Row, preset: str) -> Settings:
+    preset = row.preset or preset
+    return Settings(w_bits=row.w_bits, a_bits=row.a_bits, full_quant=row.full, method=row.method,
+                    finetune=row.finetune, preset=preset, **(PRESETS[preset] | row.extra))
+
+
+def reuse_artifact(path: Path, settings: Settings, ckpt: Path) -> tuple[QuantEDSR, dict]:
+    """An artifact already in --work (an interrupted run, or a GPU row calibrated on another machine), after
+    checking that it was calibrated with exactly this row's settings."""
+    payload = artifact.read(path)
+    recorded = payload.get("settings", {})
+    wrong = [k for k, v in dataclasses.asdict(settings).items() if recorded.get(k) != v]
+    if wrong:
+        raise UserError(f"{path}: calibrated with other settings than its row ({', '.join(wrong)})")
+    return artifact.load(path, load_edsr(ckpt), ckpt), payload
+
+
+def run_row(row: Row, ckpt: Path, calib_dir: Path, preset: str, work: Path, bench_root: Path) -> dict | None:
+    """The row's result (calibrating and evaluating as needed); None for a GPU row that cannot run here."""
+    result_path, artifact_path = work / f"{row.key}.result.json", work / f"{row.key}.json"
     if result_path.exists():
         return json.loads(result_path.read_text()) | {"label": row.label + row.note()}
-    preset = row.preset or preset
-    settings = Settings(w_bits=row.w_bits, a_bits=row.a_bits, full_quant=row.full, method=row.method,
-                        finetune=row.finetune, preset=preset, **(PRESETS[preset] | row.extra))
-    qm, payload = calibrate(ckpt, calib_dir, settings, progress=False)
-    artifact.save(work / f"{row.key}.json", payload)
+    settings = row_settings(row, preset)
+    if artifact_path.exists():
+        qm, payload = reuse_artifact(artifact_path, settings, ckpt)
+    elif row.device == "cuda" and not torch.cuda.is_available():
+        return None
+    else:
+        qm, payload = calibrate(ckpt, calib_dir, settings, row.device, progress=False)
+        artifact.save(artifact_path, payload)
     upscale = quantized_upscaler(qm, None)
     sets = [evaluate_set(upscale, open_benchmark(bench_root / s, qm.cfg.scale), progress=False) for s in SETS]
-    result = {"label": row.label + row.note(),
-              "key": row.key, "calibration_seconds": payload["report"]["seconds"],
+    result = {"label": row.label + row.note(), "key": row.key, "device": row.device,
+              "device_name": payload["report"].get("device_name"), "calibration_seconds": payload["report"]["seconds"],
               "sets": {r.set: {"psnr": r.psnr_y, "ssim": r.ssim_y, "fab": r.fab} for r in sets}}
     result_path.write_text(json.dumps(result, indent=1))
     return result
@@ -129,10 +160,21 @@ def fab_note(work: Path, bench_root: Path) -> str:
         def moved(a: dict) -> str:
             return "{:.1f} / {:.1f} -> {:.1f} / {:.1f}".format(*a["report"]["initial_i2b_thresholds"],
                                                                *a["i2b_thresholds"])
-        text += (" The `paper preset` rows run the paper's full schedule (96x96 patches, 50 iterations per epoch) "
-                 f"on the same CPU. W4A4 thresholds (lower / upper), initialised -> fine-tuned: cpu preset "
+        side = paper["report"]["patch"]
+        text += (" The `paper preset` rows run the paper's full schedule (50 iterations per epoch; 96x96 patches, "
+                 f"here {side}x{side}, the short side of BSD200's LR images). W4A4 thresholds (lower / upper), "
+                 "initialised -> fine-tuned: cpu preset "
                  f"{moved(base)}, paper preset {moved(paper)}.")
     return text + "\n\n"
+
+
+def gpu_note(rows: list[dict]) -> str:
+    names = sorted({r["device_name"] for r in rows if r.get("device") == "cuda"})
+    if not names:
+        return ""
+    return (f" Rows marked `cuda` ran the same calibration (paper schedule, seed 0) on {', '.join(names)}, one run "
+            "each; their artifacts were evaluated on this CPU, and `calib. s` is the GPU run's own time. GPU runs "
+            "are not bit-reproducible (cuDNN picks its float kernels by timing).")
 
 
 def render(fp: dict, rows: list[dict], preset: str, calib_dir: Path, work: Path, bench_root: Path) -> str:
@@ -145,7 +187,7 @@ def render(fp: dict, rows: list[dict], preset: str, calib_dir: Path, work: Path,
              f"100 LR images drawn (seed 0) from {calib_dir} (BSD200; the paper used DIV2K), preset `{preset}` "
              f"({PRESETS[preset] or 'paper schedule'}), torch CPU, 2 threads (AMD EPYC, 2 cores). Paper figures "
              f"(Table 3 / S3) are for the official EDSR-baseline, whose FP32 is 0.55 / 0.47 / 0.24 dB above ours, so "
-             f"compare drops, not absolute values.\n\n" + fab_note(work, bench_root))
+             f"compare drops, not absolute values.{gpu_note(rows)}\n\n" + fab_note(work, bench_root))
     lines = [intro + head, "|" + " --- |" * 7]
 
     def cells(r):
@@ -185,7 +227,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.rows and row.key not in args.rows:
             continue
         start = time.perf_counter()
-        rows.append(run_row(row, args.model, args.calib_dir, args.preset, args.work, args.benchmark))
+        result = run_row(row, args.model, args.calib_dir, args.preset, args.work, args.benchmark)
+        if result is None:
+            print(f"{row.key}: skipped (needs CUDA here, or its artifact {args.work / (row.key + '.json')} "
+                  "calibrated on a GPU elsewhere)", file=sys.stderr, flush=True)
+            continue
+        rows.append(result)
         print(f"{row.key}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     table = render(fp, rows, args.preset, args.calib_dir, args.work, args.benchmark)
     args.out.write_text(table + "\n")

@@ -12,6 +12,7 @@ from adabm_deploy import calibrate as calib
 from adabm_deploy.calibrate import PatchSampler, Settings, calibrate
 from adabm_deploy.data import calibration_images
 from adabm_deploy.errors import UserError
+from adabm_deploy.experiments import ROWS, reuse_artifact, row_settings
 from adabm_deploy.models import load_edsr
 from conftest import shared_path
 
@@ -107,6 +108,18 @@ def test_cli_bad_inputs_exit_2_and_write_nothing(tmp_path, x2_checkpoint, t91):
         assert proc.returncode == 2 and message in proc.stderr, proc.stderr
         assert len(proc.stderr.strip().splitlines()) == 1
         assert not out.exists()
+
+
+def test_experiments_reuse_only_an_artifact_with_the_rows_settings(calibrated, x2_checkpoint, tmp_path):
+    path = tmp_path / "row.json"
+    artifact.save(path, calibrated["adabm"][1])
+    recorded = Settings(**{k: v for k, v in calibrated["adabm"][1]["settings"].items()
+                           if k in Settings.__dataclass_fields__})
+    qm, _ = reuse_artifact(path, recorded, x2_checkpoint)
+    assert qm.layer2bit.factors() == calibrated["adabm"][0].layer2bit.factors()
+    row = next(r for r in ROWS if r.key == "full_w4a4_adabm_paper_cuda")
+    with pytest.raises(UserError, match="other settings than its row.*full_quant"):
+        reuse_artifact(path, row_settings(row, "cpu"), x2_checkpoint)
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device (the graph path is GPU-only)")
