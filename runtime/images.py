@@ -114,6 +114,9 @@ def save(path: Path, image: np.ndarray) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
+        blocker = next((p for p in path.parents if p.exists()), None)
+        if blocker is not None and not blocker.is_dir():  # mkdir says only "File exists" / "Not a directory"
+            raise UserError(f"{path}: cannot write ({blocker} is a file, not a folder)") from None
         raise UserError(f"{path}: cannot write ({exc.strerror})") from None
     with staged(path) as tmp:  # encoded straight to disk: no second copy of a large image in memory
         open(tmp, "wb").close()  # a folder we cannot write to fails here, with the system's reason

@@ -209,7 +209,7 @@ def test_outputs_never_overwrite_inputs_and_unwritable_output_is_one_line(lr_ima
     assert proc.returncode == 1 and "would overwrite an input" in proc.stderr and a.read_bytes() == before
     (tmp_path / "blocker").write_text("a file, not a folder")
     proc = upscale_cli(a, "-o", tmp_path / "blocker" / "out")
-    assert proc.returncode == 1 and "cannot write" in proc.stderr
+    assert proc.returncode == 1 and "blocker is a file, not a folder" in proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "blocker"]  # no temporary left
 
