@@ -310,6 +310,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--bit-target", type=float,
                    help="target mean bits of the bit loss (default: --a-bits, as in the paper); lower trades "
                         "accuracy for a lower FAB")
+    p.add_argument("--lr-layer-factors", type=float, default=Settings.lr_layer_factors, metavar="LR",
+                   help="Adam learning rate of the layer-to-bit factors (default: the paper's); with a lower "
+                        "--bit-target, a higher rate (e.g. 0.05) lets the factors actually flip to -1")
     p.add_argument("--preset", choices=sorted(PRESETS), default="paper",
                    help="paper: the paper's schedule; cpu: shorter fine-tuning for a 2-core CPU")
     p.add_argument("--seed", type=int, default=0)
@@ -319,12 +322,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    if not args.lr_layer_factors > 0:
+        raise UserError(f"--lr-layer-factors {args.lr_layer_factors}: must be positive")
     for name, bits in (("--w-bits", args.w_bits), ("--a-bits", args.a_bits)):
         if not 2 <= bits <= 8:
             raise UserError(f"{name} {bits}: must be between 2 and 8 (INT8 containers)")
     return Settings(w_bits=args.w_bits, a_bits=args.a_bits, full_quant=args.full_quant, method=args.method,
                     finetune=not args.no_finetune, per_channel=args.per_channel, seed=args.seed,
-                    bit_target=args.bit_target,
+                    bit_target=args.bit_target, lr_layer_factors=args.lr_layer_factors,
                     preset=args.preset, **PRESETS[args.preset])
 
 

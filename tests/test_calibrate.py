@@ -100,6 +100,7 @@ def test_cli_bad_inputs_exit_2_and_write_nothing(tmp_path, x2_checkpoint, t91):
         ([str(tmp_path / "none.pt"), "--calib-dir", str(t91)], "checkpoint not found"),
         ([str(x2_checkpoint), "--calib-dir", str(tmp_path)], "no images found"),
         ([str(x2_checkpoint), "--calib-dir", str(t91), "--a-bits", "9"], "must be between 2 and 8"),
+        ([str(x2_checkpoint), "--calib-dir", str(t91), "--lr-layer-factors", "-1"], "must be positive"),
     ]
     for args, message in cases:
         out = tmp_path / "out.json"
