@@ -256,8 +256,8 @@ def finetune(qm: QuantEDSR, sampler: PatchSampler, s: Settings, device: str, pro
 
 
 def exact_cuda_convs() -> None:
-    """Keep CUDA convs in IEEE float32: the integer-domain QConv is exact only without TF32 (10-bit mantissa),
-    which cuDNN uses for float32 convs by default on Ampere and later. Fixed patch shapes let cuDNN autotune."""
+    """The FP32 teacher's convs in IEEE float32, not the TF32 that cuDNN uses by default on Ampere and later (the
+    integer-domain convs run in float64 on CUDA, see QConv). Fixed patch shapes let cuDNN autotune."""
     if hasattr(torch.backends.cudnn, "conv"):  # torch >= 2.9
         torch.backends.cudnn.conv.fp32_precision = "ieee"
     else:

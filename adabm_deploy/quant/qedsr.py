@@ -41,7 +41,7 @@ class QConv(nn.Module):
             return F.conv2d(x, self.weight, self.bias, padding=pad)
         acc_scale = x_scale.reshape(-1, 1) * self.wq.scale().reshape(1, -1)  # [N or 1, C_out]
         x_codes = round_ste(x / x_scale.reshape(-1, 1, 1, 1))
-        # cuDNN computes float32 convs with TF32, Winograd or FFT kernels that round; float64 keeps it exact on GPU
+        # cuDNN may pick TF32, Winograd or FFT kernels for float32 convs, which round; float64 stays exact on GPU
         exact = torch.float64 if x.is_cuda else x.dtype
         acc = F.conv2d(x_codes.to(exact), self.wq.codes(self.weight).to(exact), None, padding=pad).to(x.dtype)
         bias_codes = round_ste(self.bias / acc_scale)
