@@ -183,16 +183,16 @@ class TrainStep:
     def __init__(self, qm: QuantEDSR, params: list[torch.nn.Parameter], s: Settings, x: torch.Tensor,
                  c: torch.Tensor):
         self.qm, self.params, self.s = qm, params, s
-        self.x, self.c = x.clone(), c.clone()
         self.bit_weight = torch.zeros((), device=x.device)
         self.graph: torch.cuda.CUDAGraph | None = None
         if x.is_cuda:
+            self.x, self.c = x.clone(), c.clone()  # the static inputs that the graph reads
             self._capture()
 
-    def _eager(self) -> torch.Tensor:
+    def _eager(self, x: torch.Tensor, c: torch.Tensor) -> torch.Tensor:
         for p in self.params:
             p.grad = None
-        loss = training_loss(self.qm, self.x, self.c, self.bit_weight, self.s)
+        loss = training_loss(self.qm, x, c, self.bit_weight, self.s)
         loss.backward()
         return loss
 
@@ -201,7 +201,7 @@ class TrainStep:
         side.wait_stream(torch.cuda.current_stream())
         with torch.cuda.stream(side):  # warm-up outside the capture: cuDNN autotuning, autograd's lazy state
             for _ in range(3):
-                self._eager()
+                self._eager(self.x, self.c)
         torch.cuda.current_stream().wait_stream(side)
         for p in self.params:
             p.grad = None  # the captured backward then writes (not accumulates) each .grad on every replay
@@ -211,11 +211,11 @@ class TrainStep:
             self.loss.backward()
 
     def __call__(self, x: torch.Tensor, c: torch.Tensor, bit_weight: float) -> torch.Tensor:
-        self.x.copy_(x)
-        self.c.copy_(c)
         self.bit_weight.fill_(bit_weight)
         if self.graph is None:
-            return self._eager()
+            return self._eager(x, c)
+        self.x.copy_(x)
+        self.c.copy_(c)
         self.graph.replay()
         return self.loss
 
