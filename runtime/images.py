@@ -1,13 +1,17 @@
 """Images as users have them: PNG, JPEG, BMP, WebP, TIFF; gray, RGB, RGBA; 8 or 16 bit; EXIF orientation.
 
-An image is split into what the network sees (RGB as float 0..255) and what it does not (an alpha plane,
-the bit depth, whether it was gray), so the output can be put back together in the input's own form.
-Writes are atomic: encode into a hidden temporary file beside the target, then rename.
+An image is split into what the network sees (RGB, as float 0..255 window by window) and what it does not
+(an alpha plane, the bit depth, whether it was gray), so the output can be put back together in the input's
+own form.
+Writes are atomic (a hidden temporary file beside the target, then a rename) and take the output a band of
+rows at a time, so a PNG is encoded while the rows below it are still being computed.
 """
 from __future__ import annotations
 
+import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Iterator
 
 import cv2
 import numpy as np
@@ -16,10 +20,12 @@ from adabm_deploy.atomic import staged
 from adabm_deploy.errors import UserError
 from adabm_deploy.images import IMAGE_SUFFIXES
 
+from .png import PngStream
+
 
 @dataclass
 class Picture:
-    rgb: np.ndarray  # H x W x 3 float32, 0..255 (16-bit input scaled by 1/257)
+    rgb: np.ndarray  # H x W x 3 RGB in the file's dtype: floats are made per window (as_float)
     alpha: np.ndarray | None  # H x W in the input's dtype
     dtype: np.dtype  # uint8 or uint16
     gray: bool
@@ -74,10 +80,15 @@ def load(path: Path) -> Picture:
         alpha = np.ascontiguousarray(orient(raw[:, :, 3]))
     gray = shown.ndim == 2
     rgb = np.repeat(shown[:, :, None], 3, axis=2) if gray else shown[:, :, ::-1]
-    rgb = rgb.astype(np.float32)
-    if shown.dtype == np.uint16:
-        rgb /= 257.0
     return Picture(np.ascontiguousarray(rgb), alpha, shown.dtype, gray)
+
+
+def as_float(pixels: np.ndarray) -> np.ndarray:
+    """Pixels as the network and the complexity measure take them: float32 0..255, 16-bit scaled by 1/257.
+    Done per window, so the picture itself stays in its own, 4x smaller, dtype."""
+    if pixels.dtype == np.uint16:
+        return pixels.astype(np.float32) / np.float32(257)
+    return pixels.astype(np.float32, copy=False)
 
 
 def to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
@@ -88,29 +99,87 @@ def to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return cv2.multiply(values, 1.0, dtype=cv2.CV_8U)
 
 
+def output_channels(picture: Picture) -> int:
+    """Gray stays gray; gray with alpha becomes RGBA (OpenCV has no two-channel writer)."""
+    return 4 if picture.alpha is not None else 1 if picture.gray else 3
+
+
+def alpha_rows(alpha: np.ndarray, scale: int, y0: int, y1: int) -> np.ndarray:
+    """Rows [y0, y1) of the alpha plane upscaled bicubically by `scale`, from the LR rows they need: bicubic
+    reads two rows either side, so with that context the rows equal those of resizing the whole plane."""
+    h, w = alpha.shape
+    lo, hi = max(y0 // scale - 2, 0), min(-(-y1 // scale) + 2, h)
+    up = cv2.resize(alpha[lo:hi], (w * scale, (hi - lo) * scale), interpolation=cv2.INTER_CUBIC)
+    return up[y0 - lo * scale:y1 - lo * scale]
+
+
 def compose(rgb: np.ndarray, alpha: np.ndarray | None, gray: bool) -> np.ndarray:
-    """Output RGB (already in the output dtype) + alpha -> the array OpenCV writes: gray, BGR or BGRA
-    (gray with alpha becomes BGRA: OpenCV has no two-channel writer)."""
+    """Output RGB rows (already in the output dtype) + alpha rows -> gray, RGB or RGBA rows."""
     if gray and alpha is None:
         return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
     if gray:
         rgb = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-    bgr = rgb[:, :, ::-1]
-    return np.ascontiguousarray(bgr if alpha is None else np.dstack([bgr, alpha]))
+    return rgb if alpha is None else np.dstack([rgb, alpha])
 
 
-# PNG: the Up filter, then Huffman coding only. SR output is too noisy for LZ matches to pay: on a 1080p
-# output with OpenCV 5.0 this takes 54 ms for 2.86 MB, against 77 ms / 2.91 MB with zlib level 1 and 93 ms /
-# 2.82 MB with Paeth. OpenCV before 4.11 has no filter option and keeps its default filters.
-PNG_PARAMS = [cv2.IMWRITE_PNG_COMPRESSION, 1, cv2.IMWRITE_PNG_STRATEGY, cv2.IMWRITE_PNG_STRATEGY_HUFFMAN_ONLY] + (
-    [cv2.IMWRITE_PNG_FILTER, cv2.IMWRITE_PNG_FILTER_UP] if hasattr(cv2, "IMWRITE_PNG_FILTER") else [])
+HIGH_DEPTH = (".png", ".tif", ".tiff")  # formats that keep 16 bits; JPEG, WebP and BMP are 8-bit
 
 
-def save(path: Path, image: np.ndarray) -> None:
-    """Encode by the suffix (16-bit kept where the format has it), then write atomically."""
+class _Whole:
+    """Rows collected into one image in OpenCV's channel order, for the encoders that need the whole picture
+    (all but PNG)."""
+
+    def __init__(self, height: int, width: int, channels: int, dtype: np.dtype):
+        self.image = np.empty((height, width, channels), dtype)
+        self.order = [2, 1, 0, 3][:channels] if channels > 1 else [0]  # RGB(A) -> BGR(A)
+        self.rows = 0
+
+    def write(self, rows: np.ndarray) -> None:
+        n = rows.shape[0]
+        self.image[self.rows:self.rows + n] = rows.reshape(n, rows.shape[1], -1)[:, :, self.order]
+        self.rows += n
+
+    def close(self) -> None:
+        if self.rows != self.image.shape[0]:
+            raise ValueError(f"image has {self.rows} of its {self.image.shape[0]} rows")
+
+
+class Output:
+    """What `writer` hands out: takes gray / RGB / RGBA rows top to bottom, in the picture's dtype."""
+
+    def __init__(self, sink, narrow: bool):
+        """narrow: 16-bit rows going to an 8-bit format."""
+        self.sink, self.narrow = sink, narrow
+
+    def write(self, rows: np.ndarray) -> None:
+        self.sink.write((rows // 257).astype(np.uint8) if self.narrow else rows)
+
+
+@contextlib.contextmanager
+def writer(path: Path, height: int, width: int, channels: int, dtype: np.dtype) -> Iterator[Output]:
+    """Write an image band by band, atomically: PNG streams to a hidden temporary file as the rows come
+    (the whole output never sits in memory); other formats are assembled, then encoded by the suffix.
+    Renamed over `path` when the block ends, removed if it raises."""
     path = Path(path)
-    if image.dtype == np.uint16 and path.suffix.lower() not in (".png", ".tif", ".tiff"):
-        image = (image // 257).astype(np.uint8)  # JPEG, WebP, BMP are 8-bit formats
+    suffix = path.suffix.lower()
+    stored = dtype if suffix in HIGH_DEPTH else np.dtype(np.uint8)
+    _make_folder(path)
+    with staged(path) as tmp:
+        with open(tmp, "wb") as f:  # a folder we cannot write to fails here, with the system's reason
+            sink = PngStream(f, height, width, channels, stored) if suffix == ".png" else \
+                _Whole(height, width, channels, stored)
+            yield Output(sink, narrow=stored != dtype)
+            sink.close()
+        if isinstance(sink, _Whole):
+            try:
+                written = cv2.imwrite(str(tmp), sink.image)
+            except cv2.error:
+                written = False
+            if not written:
+                raise UserError(f"{path}: cannot encode as {path.suffix}")
+
+
+def _make_folder(path: Path) -> None:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -118,11 +187,10 @@ def save(path: Path, image: np.ndarray) -> None:
         if blocker is not None and not blocker.is_dir():  # mkdir says only "File exists" / "Not a directory"
             raise UserError(f"{path}: cannot write ({blocker} is a file, not a folder)") from None
         raise UserError(f"{path}: cannot write ({exc.strerror})") from None
-    with staged(path) as tmp:  # encoded straight to disk: no second copy of a large image in memory
-        open(tmp, "wb").close()  # a folder we cannot write to fails here, with the system's reason
-        try:
-            written = cv2.imwrite(str(tmp), image, PNG_PARAMS if path.suffix.lower() == ".png" else [])
-        except cv2.error:
-            written = False
-        if not written:
-            raise UserError(f"{path}: cannot encode as {path.suffix}")
+
+
+def save(path: Path, image: np.ndarray) -> None:
+    """Write a whole gray / RGB / RGBA image (16-bit kept where the format has it), atomically."""
+    channels = 1 if image.ndim == 2 else image.shape[2]
+    with writer(path, image.shape[0], image.shape[1], channels, image.dtype) as out:
+        out.write(image)

@@ -6,6 +6,7 @@ import numpy as np
 
 from adabm_deploy.complexity import gradient_density
 
+from .images import as_float
 from .manifest import Manifest
 from .tiling import Grid, Tile
 
@@ -15,7 +16,7 @@ FACTOR_COLORS = {-1: (40, 90, 255), 0: (40, 200, 60), 1: (255, 50, 40)}
 
 def cell_complexity(rgb: np.ndarray, tile: Tile) -> float:
     y0, y1, x0, x1 = tile.cell
-    return gradient_density(rgb[y0:y1, x0:x1])
+    return gradient_density(as_float(rgb[y0:y1, x0:x1]))
 
 
 def route(rgb: np.ndarray, tiles: list[Tile], model: Manifest, fixed: int | None = None) -> list[int]:
@@ -28,7 +29,7 @@ def route(rgb: np.ndarray, tiles: list[Tile], model: Manifest, fixed: int | None
 def overlay(rgb: np.ndarray, grid: Grid, factors: list[int], min_side: int = 512) -> np.ndarray:
     """The LR picture tinted by each cell's factor, with cell borders; upscaled (nearest) to be readable.
     Returns RGB uint8."""
-    base = np.clip(rgb, 0, 255).astype(np.uint8)
+    base = np.clip(as_float(rgb), 0, 255).astype(np.uint8)
     tint = np.empty_like(base)
     for tile, f in zip(grid.tiles(), factors):
         y0, y1, x0, x1 = tile.cell

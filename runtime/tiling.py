@@ -3,9 +3,9 @@
 Cells (at most patch x patch, equal sizes per axis) are what the complexity measure routes. Each cell is run
 with `overlap` LR pixels of context on every side that has a neighbour (none at the image border, so no
 pixel is computed more often than the seams need). In the overlap band neighbouring outputs are cross-faded
-with linear weights, which hides the zero-padding seam of each tile. The stitcher keeps only a horizontal
-strip of float accumulators and finalises rows as soon as no later tile can touch them, so memory does not
-grow with the image beyond the output itself.
+with linear weights, which hides the zero-padding seam of each tile. The stitcher hands back each band of
+output rows as soon as no later tile can touch it, keeping floats only for the overlaps still open, so the
+output can be written as it is made and memory does not grow with the image.
 """
 from __future__ import annotations
 
@@ -97,44 +97,48 @@ def window_weights(grid: Grid, tile: Tile, scale: int) -> np.ndarray:
     return axis_weights(grid.ys, tile.row)[:, None] * axis_weights(grid.xs, tile.col)[None, :]
 
 
-class StripStitcher:
-    """Weighted accumulation of HR tiles into `out`, holding floats only for rows still open.
+class BandStitcher:
+    """Cross-fades window outputs into finished output rows, handing back one band per row of windows.
 
-    The window weights are complementary ramps, so they sum to 1 wherever windows overlap: accumulating
-    weighted tiles gives the blended image without a normalisation pass. Tiles arrive channel-first (as
-    the network writes them) and are accumulated that way into one buffer that is reused row after row
-    (finished rows are converted straight into `out`, the still-open rows move up), so its size is one
-    row of windows whatever the image height."""
+    The window weights are complementary ramps that sum to 1 wherever windows overlap, so a pixel is final
+    once every window covering it is in. Windows arrive row by row and left to right; after window c, the
+    columns left of window c + 1 are complete across its row, and after a whole row, the rows above the next
+    row's windows are final. Floats are kept only for what is still open (the right-hand overlap of the last
+    window, the bottom overlap of the last row of windows); everything else goes straight into the band in
+    the output dtype, so memory is one band, not a float strip and not the image."""
 
-    def __init__(self, out: np.ndarray, finish):
-        """out: H x W x C array to fill; finish: float 2-D array -> out's dtype (rounding, saturation)."""
-        self.out, self.finish = out, finish
-        self.top = 0  # HR row that acc[:, 0] holds: the first row not yet final
-        self.acc = np.zeros((out.shape[2], 0, out.shape[1]), np.float32)
+    def __init__(self, grid: Grid, scale: int, channels: int, dtype: np.dtype, finish):
+        """finish: float 2-D array -> `dtype` (rounding, saturation)."""
+        self.grid, self.scale, self.channels, self.dtype, self.finish = grid, scale, channels, dtype, finish
+        self.width = grid.width * scale
+        self.carry = np.zeros((channels, 0, self.width), np.float32)  # rows the next row of windows adds to
+        self.next_carry = self.carry
+        self.seam = np.zeros((channels, 0, 0), np.float32)  # the previous window's right-hand overlap
+        self.band = np.empty((0, self.width, channels), dtype)
 
-    def reserve(self, bottom: int) -> None:
-        """Make rows up to `bottom` (exclusive) accumulable; grows only when a taller row of windows comes."""
-        extra = bottom - self.top - self.acc.shape[1]
-        if extra > 0:
-            c, _, w = self.acc.shape
-            self.acc = np.concatenate([self.acc, np.zeros((c, extra, w), np.float32)], axis=1)
-
-    def add(self, y0: int, x0: int, tile: np.ndarray, weights: np.ndarray) -> None:
-        """Accumulate `tile` (C x h x w float32, modified in place) with its blending `weights` at (y0, x0)."""
-        h, w = tile.shape[1:]
-        self.reserve(y0 + h)
-        tile *= weights[None]  # the caller's buffer: saves a copy per tile
-        self.acc[:, y0 - self.top:y0 - self.top + h, x0:x0 + w] += tile
-
-    def finalize_until(self, row: int) -> None:
-        """Rows above `row` receive no more tiles: convert them into `out`, then reuse their floats."""
-        n = min(row, self.out.shape[0]) - self.top
-        if n <= 0:
-            return
-        self.reserve(self.top + n)
-        for ch in range(self.acc.shape[0]):
-            self.out[self.top:self.top + n, :, ch] = self.finish(self.acc[ch, :n])
-        rest = self.acc.shape[1] - n
-        self.acc[:, :rest] = self.acc[:, n:].copy()
-        self.acc[:, rest:] = 0.0
-        self.top += n
+    def add(self, tile: Tile, sr: np.ndarray) -> np.ndarray | None:
+        """sr: the window's output, C x h x w float32 (modified in place). Returns the band of output rows
+        that the last window of a row completes (H x W x C in `dtype`), else None."""
+        ys, xs, s = self.grid.ys, self.grid.xs, self.scale
+        r, c = tile.row, tile.col
+        top, bottom = ys.win_start[r] * s, ys.win_end[r] * s
+        final = (ys.win_start[r + 1] if r + 1 < len(ys.win_start) else self.grid.height) * s
+        x0, last = xs.win_start[tile.col] * s, c + 1 == len(xs.win_start)
+        sr *= window_weights(self.grid, tile, s)[None]
+        if c == 0:
+            self.band = np.empty((final - top, self.width, self.channels), self.dtype)
+            self.next_carry = np.empty((self.channels, bottom - final, self.width), np.float32)
+        else:
+            sr[:, :, :self.seam.shape[2]] += self.seam
+        done = sr.shape[2] if last else xs.win_start[c + 1] * s - x0  # columns complete across the row
+        if not last:
+            self.seam = sr[:, :, done:].copy()
+        part = sr[:, :, :done]
+        part[:, :self.carry.shape[1]] += self.carry[:, :, x0:x0 + done]
+        self.next_carry[:, :, x0:x0 + done] = part[:, final - top:]
+        for ch in range(self.channels):
+            self.band[:, x0:x0 + done, ch] = self.finish(part[ch, :final - top])
+        if not last:
+            return None
+        self.carry = self.next_carry
+        return self.band

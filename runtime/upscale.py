@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import argparse
 import os
+import queue
 import sys
 import time
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
@@ -32,6 +33,8 @@ from .routing import overlay
 DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "edsr_baseline_x4"
 # LR pixels of context per side; chosen by measurement (README: tiled vs whole-image PSNR and its cost)
 DEFAULT_OVERLAP = 2
+# output rows composed and encoded at a time: keeps the encoder's copies small next to a band of 384 rows
+WRITE_ROWS = 64
 
 
 @dataclass(frozen=True)
@@ -104,47 +107,98 @@ def plan_jobs(found: list[tuple[Path, Path | None]], output: Path | None, suffix
     return jobs
 
 
-@dataclass
-class Upscaled:
-    """One image computed and not yet written."""
-    job: Job
-    picture: images.Picture
-    rgb: np.ndarray
-    alpha: np.ndarray | None
-    report: Report
-    start: float
+class BandQueue:
+    """Bands of one image, handed from the computing thread to the writing thread (at most one waits, so
+    memory stays a few bands). A writer that fails stops the computation at the next band; a computation
+    that fails makes the writer drop its temporary file."""
+
+    _END, _ABORT = object(), object()
+
+    def __init__(self):
+        self._queue: queue.Queue = queue.Queue(maxsize=1)
+
+    def put(self, band: np.ndarray, writing: Future) -> None:
+        if not self._offer(band, writing):
+            writing.result()  # the writer's error, raised here
+            raise RuntimeError("writer finished before the image did")
+
+    def close(self, writing: Future) -> None:
+        self._offer(self._END, writing)  # a writer that failed meanwhile reports it through `writing`
+
+    def abort(self, writing: Future) -> None:
+        self._offer(self._ABORT, writing)
+        wait([writing])
+
+    def _offer(self, item, writing: Future) -> bool:
+        """Queue `item` unless the writer is gone (then nothing would ever take it): False if it is."""
+        while not writing.done():
+            try:
+                self._queue.put(item, timeout=0.05)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        while (item := self._queue.get()) is not self._END:
+            if item is self._ABORT:
+                raise Aborted
+            yield item
 
 
-def upscale_one(job: Job, upscaler: Upscaler, show: bool) -> Upscaled:
-    start = time.perf_counter()
-    picture = images.load(job.source)
+class Aborted(Exception):
+    """The image's computation failed; its output is dropped."""
+
+
+def write_image(job: Job, picture: images.Picture, report: Report, bands: Iterable[np.ndarray],
+                upscaler: Upscaler, bitmap: Path | None, start: float) -> dict:
+    """Compose and write the output band by band as it arrives (and the bitmap); returns the stats record."""
+    s = upscaler.scale
     h, w = picture.size
-    with tqdm(total=len(upscaler.plan(h, w).tiles()), desc=job.source.name, unit="tile", leave=False,
-              disable=not show) as bar:
-        rgb, alpha, report = upscaler.upscale(picture, bar)
-    return Upscaled(job, picture, rgb, alpha, report, start)
-
-
-def write_one(done: Upscaled, upscaler: Upscaler, bitmap: Path | None) -> dict:
-    """Encode and write one image (and its bitmap); returns its stats record."""
-    picture, report = done.picture, done.report
-    images.save(done.job.target, images.compose(done.rgb, done.alpha, picture.gray))
+    with images.writer(job.target, h * s, w * s, images.output_channels(picture), picture.dtype) as out:
+        y = 0
+        for band in bands:
+            for rows in np.split(band, range(WRITE_ROWS, band.shape[0], WRITE_ROWS)):
+                n = rows.shape[0]
+                alpha = None if picture.alpha is None else images.alpha_rows(picture.alpha, s, y, y + n)
+                out.write(images.compose(rows, alpha, picture.gray))
+                y += n
     if bitmap is not None:
-        images.save(bitmap, overlay(picture.rgb, report.grid, report.factors)[:, :, ::-1])
+        images.save(bitmap, overlay(picture.rgb, report.grid, report.factors))
     variants = upscaler.engine.model.variants
-    h, w = picture.size
-    return {"input": str(done.job.source), "output": str(done.job.target), "lr_size": [w, h],
-            "seconds": round(time.perf_counter() - done.start, 4), "inference_seconds": round(report.seconds, 4),
+    return {"input": str(job.source), "output": str(job.target), "lr_size": [w, h],
+            "seconds": round(time.perf_counter() - start, 4), "inference_seconds": round(report.seconds, 4),
             "cells": report.counts(),
             "fab": None if upscaler.fp32 else report.fab({f: v.fab for f, v in variants.items()}),
             "bit_depth": 8 * picture.dtype.itemsize, "alpha": picture.alpha is not None, "gray": picture.gray}
 
 
+def upscale_one(job: Job, upscaler: Upscaler, writer: ThreadPoolExecutor, bitmap: Path | None,
+                show: bool) -> Future:
+    """Compute one image here while `writer` writes its bands; returns the writing's future (its record)."""
+    start = time.perf_counter()
+    picture = images.load(job.source)
+    report = Report(upscaler.plan(*picture.size))
+    bands = BandQueue()
+    writing = writer.submit(write_image, job, picture, report, bands, upscaler, bitmap, start)
+    try:
+        with tqdm(total=len(report.grid.tiles()), desc=job.source.name, unit="tile", leave=False,
+                  disable=not show) as bar:
+            for band in upscaler.bands(picture.rgb, picture.dtype, report, bar):
+                bands.put(band, writing)
+    except BaseException:
+        bands.abort(writing)
+        raise
+    bands.close(writing)
+    return writing
+
+
 def process(jobs: list[Job | str], upscaler: Upscaler, bitmap: Path | None = None, show: bool = False,
             on_done=None) -> tuple[list[dict], list[str]]:
-    """Upscale every job; image i is encoded and written on a second thread while image i + 1 computes
-    (at most one image waits, so memory stays two outputs). Returns (stats records, error lines); a bad
-    image is reported and skipped."""
+    """Upscale every job. Each image is written by a second thread as its bands are finished, and that
+    thread's last work on image i (the final band, or the whole encode for formats other than PNG) overlaps
+    the computation of image i + 1. Returns (stats records, error lines); a bad image is reported and
+    skipped."""
     records: list[dict] = []
     failures: list[str] = []
     several = len(jobs) > 1
@@ -170,15 +224,15 @@ def process(jobs: list[Job | str], upscaler: Upscaler, bitmap: Path | None = Non
             try:
                 if isinstance(job, str):
                     raise UserError(job)
-                done = upscale_one(job, upscaler, show)
+                image_bitmap = bitmap / f"{job.source.stem}_bits.png" if bitmap and several else bitmap
+                writing = upscale_one(job, upscaler, writer, image_bitmap, show)
             except UserError as exc:
                 settle(pending)
                 pending = None
                 fail(str(exc))
                 continue
             settle(pending)
-            image_bitmap = bitmap / f"{job.source.stem}_bits.png" if bitmap and several else bitmap
-            pending = writer.submit(write_one, done, upscaler, image_bitmap)
+            pending = writing
         settle(pending)
     return records, failures
 

@@ -14,8 +14,8 @@ from adabm_deploy.metrics import psnr, to_uint8
 from conftest import REPO
 from runtime import images, manifest
 from runtime.engine import Engine
-from runtime.pipeline import Upscaler
-from runtime.tiling import StripStitcher, plan, window_weights
+from runtime.pipeline import Report, Upscaler
+from runtime.tiling import plan, window_weights
 
 BUNDLED = REPO / "runtime" / "models" / "edsr_baseline_x4"
 
@@ -27,7 +27,7 @@ class ReplicateEngine:
         self.model = manifest.load(BUNDLED, verify_hashes=False)
         self.calls = []
 
-    def run(self, factor, batch):
+    def run(self, factor, batch, threads=None):
         self.calls.append((factor, batch.shape))
         s = self.model.scale
         return batch.repeat(s, axis=2).repeat(s, axis=3).astype(np.float32)
@@ -74,27 +74,28 @@ def test_overlap_is_capped_at_half_a_cell_so_only_neighbours_meet():
     np.testing.assert_allclose(total, 1.0, atol=1e-5)
 
 
-def test_tiled_stitching_is_exact_for_a_local_operator_and_holds_one_strip(benchmark_root):
+def test_tiled_stitching_is_exact_for_a_local_operator(benchmark_root):
     lr = cv2.imread(str(benchmark_root / "Set14" / "LR_bicubic" / "X4" / "barbarax4.png"))[:, :, ::-1]
     lr = np.ascontiguousarray(lr).astype(np.float32)
     engine = ReplicateEngine()
-    up = Upscaler(engine, patch=24, overlap=4)
-    peak = []
-    original = StripStitcher.reserve
-
-    def spy(self, bottom):
-        original(self, bottom)
-        peak.append(self.acc.shape[1])
-    StripStitcher.reserve = spy
-    try:
-        out, report = up.upscale_rgb(lr, np.uint8)
-    finally:
-        StripStitcher.reserve = original
+    out, report = Upscaler(engine, patch=24, overlap=4).upscale_rgb(lr, np.uint8)
     np.testing.assert_array_equal(out, to_uint8(lr.repeat(4, 0).repeat(4, 1)))
     assert sum(report.counts().values()) == len(report.grid.tiles()) and set(report.factors) <= {-1, 0, 1}
-    window_rows = max(t.window[1] - t.window[0] for t in report.grid.tiles())
-    assert max(peak) <= 2 * window_rows * 4 < out.shape[0] / 2  # a strip, not the image
     assert [shape[0] for _, shape in engine.calls] == [1] * len(report.grid.tiles())
+
+
+@pytest.mark.parametrize("h,w,patch,overlap", [(97, 200, 24, 4), (1001, 30, 8, 4), (1, 1, 96, 2), (50, 300, 64, 0),
+                                               (10, 10, 3, 5), (33, 47, 5, 2)])
+def test_bands_cover_the_output_once_each_at_most_a_row_of_windows_high(h, w, patch, overlap):
+    """Out-of-range values too: saturation happens once, on the blended sum."""
+    lr = np.random.default_rng(0).uniform(-10, 265, (h, w, 3)).astype(np.float32)
+    up = Upscaler(ReplicateEngine(), patch, overlap)
+    report = Report(up.plan(h, w))
+    bands = list(up.bands(lr, np.uint8, report))
+    assert len(bands) == report.grid.rows
+    ys = report.grid.ys
+    assert max(b.shape[0] for b in bands) <= 4 * max(e - s for s, e in zip(ys.win_start, ys.win_end))
+    np.testing.assert_array_equal(np.concatenate(bands), to_uint8(lr.repeat(4, 0).repeat(4, 1)))
 
 
 def test_routing_sends_flat_cells_low_and_texture_high():
@@ -233,10 +234,87 @@ def test_rerun_over_a_folder_does_not_upscale_its_own_outputs(lr_image, tmp_path
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png", "a_x4.png"]
 
 
-def test_concurrent_tile_calls_give_the_same_image(benchmark_root):
+def test_concurrent_tile_calls_and_thread_counts_give_the_same_image(benchmark_root):
     lr = cv2.imread(str(benchmark_root / "Set5" / "LR_bicubic" / "X4" / "babyx4.png"))[:, :, ::-1]
     lr = np.ascontiguousarray(lr[:100, :120]).astype(np.float32)
     engine = Engine(manifest.load(BUNDLED), threads=1)
     one, _ = Upscaler(engine, 48, 2).upscale_rgb(lr, np.uint8)
     two, _ = Upscaler(engine, 48, 2, workers=2).upscale_rgb(lr, np.uint8)
     np.testing.assert_array_equal(one, two)
+    small = lr[:40, :40]  # one window: run with both workers' threads in one call
+    one, _ = Upscaler(engine, 48, 2).upscale_rgb(small, np.uint8)
+    two, _ = Upscaler(engine, 48, 2, workers=2).upscale_rgb(small, np.uint8)
+    np.testing.assert_array_equal(one, two)
+    assert {key[1] for key in engine._sessions} == {1, 2}
+
+
+@pytest.mark.parametrize("channels,dtype", [(1, np.uint8), (2, np.uint8), (3, np.uint8), (4, np.uint8),
+                                            (3, np.uint16), (1, np.uint16)])
+def test_png_stream_written_in_uneven_bands_decodes_to_the_same_pixels(tmp_path, channels, dtype):
+    from runtime.png import PngStream
+    rng = np.random.default_rng(channels)
+    image = rng.integers(0, np.iinfo(dtype).max + 1, (37, 23, channels), dtype=dtype)
+    image[10:20] = image[9]  # flat rows: the Up filter's zero differences
+    image = image[:, :, 0] if channels == 1 else image
+    path = tmp_path / "x.png"
+    with open(path, "wb") as f:
+        png = PngStream(f, 37, 23, channels, dtype)
+        for a, b in [(0, 1), (1, 17), (17, 37)]:
+            png.write(image[a:b])
+        png.close()
+    decoded = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if channels == 2:  # OpenCV reads gray + alpha as BGRA
+        assert np.array_equal(decoded[:, :, 0], image[:, :, 0]) and np.array_equal(decoded[:, :, 3], image[:, :, 1])
+    else:
+        np.testing.assert_array_equal(decoded, image if channels == 1 else image[:, :, [2, 1, 0, 3][:channels]])
+    with open(tmp_path / "y.png", "wb") as f, pytest.raises(ValueError, match="of its 37 rows"):
+        PngStream(f, 37, 23, channels, dtype).close()
+
+
+def test_alpha_rows_equal_the_rows_of_the_whole_plane_resized():
+    alpha = np.random.default_rng(0).integers(0, 256, (29, 13), dtype=np.uint8)
+    whole = cv2.resize(alpha, (13 * 4, 29 * 4), interpolation=cv2.INTER_CUBIC)
+    for y0, y1 in [(0, 5), (5, 64), (64, 67), (67, 116), (0, 116), (100, 116)]:
+        np.testing.assert_array_equal(images.alpha_rows(alpha, 4, y0, y1), whole[y0:y1])
+
+
+class FailingEngine(ReplicateEngine):
+    """Fails on its n-th window, as an unloadable variant would."""
+
+    def __init__(self, n):
+        super().__init__()
+        self.n, self.tries = n, 0
+
+    def run(self, factor, batch, threads=None):
+        self.tries += 1
+        if self.tries == self.n:
+            from adabm_deploy.errors import UserError
+            raise UserError("variant cannot be loaded")
+        return super().run(factor, batch)
+
+
+def test_a_failure_while_computing_or_writing_leaves_no_file_and_the_batch_goes_on(lr_image, tmp_path):
+    from runtime.upscale import Job, process
+    src = tmp_path / "in.png"
+    shutil.copy(lr_image, src)  # 128x128 LR: 3 x 3 cells of 48
+    engine = FailingEngine(n=5)
+    jobs = [Job(src, tmp_path / "out" / "a.png"), Job(src, tmp_path / "out" / "b.png")]
+    records, failures = process(jobs, Upscaler(engine, 48, 2))
+    assert failures == ["variant cannot be loaded"] and [r["output"] for r in records] == [str(jobs[1].target)]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.png"]  # no temporary of a.png left
+    (tmp_path / "blocker").write_text("a file")
+    engine = ReplicateEngine()
+    records, failures = process([Job(src, tmp_path / "blocker" / "c.png")], Upscaler(engine, 48, 2))
+    assert len(failures) == 1 and "blocker is a file, not a folder" in failures[0] and not records
+    assert len(engine.calls) <= 3 + 3  # stopped at the first band, not after the whole image
+
+
+def test_sixteen_bit_pictures_route_and_upscale_like_their_eight_bit_values():
+    """The picture stays in its own dtype; windows and cells are scaled to 0..255 floats as they are cut."""
+    lr = np.random.default_rng(1).integers(0, 256, (70, 150, 3), dtype=np.uint8)
+    lr[:, :75] = 120  # a flat half and a textured half: two different factors
+    up = Upscaler(ReplicateEngine(), 48, 2)
+    eight, report8 = up.upscale_rgb(lr, np.uint8)
+    sixteen, report16 = up.upscale_rgb(lr.astype(np.uint16) * 257, np.uint16)
+    assert report16.factors == report8.factors and len(set(report8.factors)) > 1
+    np.testing.assert_array_equal(sixteen, eight.astype(np.uint16) * 257)
