@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import statistics
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -84,17 +85,46 @@ def render(data: dict) -> str:
         pct = f"{100 * gmacs / (peak * e['threads'] / cores):.0f}%" if peak and int8 else "-"
         lines.append(f"| {e['row']} | {e['input']} | {e['threads']} | {med:.3f} | {ratio} | {acc} | "
                      f"{gmacs:.0f} | {pct} |")
+    lines += overhead_table(rows)
     for b in (b for b in data["benchmarks"] if "memory" in b["extra_info"]):
         sizes = b["extra_info"]["memory"]
-        base = sizes[0]["peak_rss_mib"]
-        lines += ["", f"Memory: Linux VmHWM of `python -m runtime.upscale INPUT.png` at default settings (windows "
-                  f"stream one per ONNX Runtime call, one call per core at a time). The {sizes[0]['input']} run is "
-                  f"the start-up cost (interpreter, libraries, one session): {base:.0f} MiB.", "",
-                  "| LR input | output | peak RSS (MiB) | above start-up | uint8 output | output as float32 |",
-                  "| --- | --- | --- | --- | --- | --- |"]
-        lines += [f"| {m['input']} | {m['output']} | {m['peak_rss_mib']:.0f} | {m['peak_rss_mib'] - base:.0f} | "
-                  f"{m['uint8_output_mib']:.0f} | {m['float_output_mib']:.0f} |" for m in sizes[1:]]
+        base, windows = sizes[0], sizes[1]
+        lines += ["", f"Memory: Linux VmHWM of `python -m runtime.upscale INPUT.png -o OUT.png` at default settings "
+                  "(windows stream one per ONNX Runtime call, one call per core at a time; PNG output streams to "
+                  f"disk band by band). The {base['input']} run is the start-up cost (interpreter, libraries, "
+                  f"one session): {base['peak_rss_mib']:.0f} MiB. The {windows['input']} run is one row of "
+                  "windows, one per core: ONNX Runtime's working set at full concurrency, "
+                  f"{windows['peak_rss_mib'] - base['peak_rss_mib']:.0f} MiB above start-up, whatever the image "
+                  "size. 'Image part' is what a larger image adds beyond that row.", "",
+                  "| LR input | output | peak RSS (MiB) | above start-up | image part | uint8 output | "
+                  "output as float32 |", "| --- | --- | --- | --- | --- | --- | --- |"]
+        lines += [f"| {m['input']} | {m['output']} | {m['peak_rss_mib']:.0f} | "
+                  f"{m['peak_rss_mib'] - base['peak_rss_mib']:.0f} | "
+                  f"{m['peak_rss_mib'] - windows['peak_rss_mib']:.0f} | {m['uint8_output_mib']:.0f} | "
+                  f"{m['float_output_mib']:.0f} |" for m in sizes[2:]]
     return "\n".join(lines) + "\n"
+
+
+def overhead_table(rows: list[dict]) -> list[str]:
+    """runtime.upscale end to end against the bare ORT run of one INT8 variant (0) on the whole frame at the
+    same threads: the median over rounds of (row time / bare time of the same round)."""
+    paired = [b["extra_info"] for b in rows if "paired_ratio" in b["extra_info"]]
+    if not paired:
+        return []
+    e2e = "AdaBM runtime.upscale, routed"
+    columns = [("routed", lambda row: row == e2e), ("routed, PNG in/out", lambda row: row == f"{e2e}, PNG in/out"),
+               ("per frame of a folder, PNG in/out", lambda row: row.startswith(f"{e2e}, PNG in/out, per frame"))]
+    lines = ["", "runtime.upscale on the frame against the bare ONNX Runtime run of variant 0 on the whole frame "
+             "(routing, tiling, overlap, stitching and, where named, PNG I/O). Each round of a row is timed right "
+             "after one bare run; the ratio is the median over rounds of row / bare, so drift between rows "
+             "cancels.", "", "| threads | bare variant 0 (s) | " + " | ".join(name for name, _ in columns) + " |",
+             "| --- | --- | " + " | ".join("---" for _ in columns) + " |"]
+    for threads in sorted({e["threads"] for e in paired}):
+        at = [e for e in paired if e["threads"] == threads]
+        cells = [next((f"{e['paired_ratio']:.2f}x" for e in at if match(e["row"])), "-") for _, match in columns]
+        bare = statistics.median(e["bare_median"] for e in at)
+        lines.append(f"| {threads} | {bare:.3f} | " + " | ".join(cells) + " |")
+    return lines
 
 
 def main(argv: Sequence[str] | None = None) -> int:

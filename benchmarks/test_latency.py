@@ -11,6 +11,7 @@ import os
 import subprocess
 import sys
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -26,6 +27,7 @@ from runtime.upscale import DEFAULT_MODEL, DEFAULT_OVERLAP
 from benchmarks.workloads import REPO, THREADS, macs_per_lr_pixel, onnx_runner, set14_psnr, shared
 
 ROUNDS = 5
+PAIRED_ROUNDS = 7  # rows timed against the bare variant round by round
 MODEL = manifest.load(DEFAULT_MODEL)
 CK = MODEL.raw["checkpoint"]
 MACS = {tail: macs_per_lr_pixel(CK["n_blocks"], CK["n_feats"], MODEL.scale, subpixel_tail=tail)
@@ -41,13 +43,34 @@ def machine() -> dict:
             "onnxruntime": ort.__version__, "torch": torch.__version__}
 
 
-def record(benchmark, fn, *, row, threads, pixels, macs_per_pixel, accuracy, quick, input_name, frames=1):
-    """`frames`: how many inputs one call of `fn` processes (the report divides its median by it)."""
+def record(benchmark, fn, *, row, threads, pixels, macs_per_pixel, accuracy, quick, input_name, frames=1,
+           bare=None):
+    """`frames`: how many inputs one call of `fn` processes (the report divides its median by it). `bare`: the
+    bare whole-frame run of one variant, timed right before each round of `fn` (untimed setup), so that the
+    report can give the median of per-round ratios: drift of a busy machine between rows cancels in them."""
     benchmark.extra_info.update(row=row, threads=threads, input=input_name, lr_pixels=int(pixels),
                                 macs=int(pixels) * macs_per_pixel, machine=machine(), frames=frames)
     if not quick and accuracy is not None:
         benchmark.extra_info["psnr_y_set14"] = accuracy()
-    benchmark.pedantic(fn, rounds=1 if quick else ROUNDS, warmup_rounds=1)
+    rounds = 1 if quick else ROUNDS
+    if bare is None:
+        benchmark.pedantic(fn, rounds=rounds, warmup_rounds=1)
+        return
+    bare_s, fn_s = [], []
+
+    def setup():
+        start = time.perf_counter()
+        bare()
+        bare_s.append(time.perf_counter() - start)
+
+    def timed():
+        start = time.perf_counter()
+        fn()
+        fn_s.append(time.perf_counter() - start)
+    rounds = 1 if quick else PAIRED_ROUNDS
+    benchmark.pedantic(timed, setup=setup, rounds=rounds, warmup_rounds=1)
+    ratios = [f / frames / b for b, f in zip(bare_s[-rounds:], fn_s[-rounds:])]
+    benchmark.extra_info.update(paired_ratio=float(np.median(ratios)), bare_median=float(np.median(bare_s[-rounds:])))
 
 
 _ACCURACY: dict[str, float] = {}
@@ -161,6 +184,12 @@ def cli_upscaler(threads: int) -> Upscaler:
     return Upscaler(Engine(MODEL, 1), MODEL.patch_size, DEFAULT_OVERLAP, workers=threads)
 
 
+def bare_variant(frame: np.ndarray, threads: int):
+    """The yardstick of runtime.upscale's overhead: variant 0 on the whole frame, `threads` intra-op threads."""
+    engine, x = Engine(MODEL, threads), as_batch(frame)
+    return lambda: engine.run(0, x)
+
+
 @pytest.mark.parametrize("threads", THREADS)
 def test_adabm_upscale_routed(benchmark, frame, threads, quick):
     """runtime.upscale's work on one frame: routing, tiling with overlap, per-variant batches, stitching."""
@@ -168,25 +197,26 @@ def test_adabm_upscale_routed(benchmark, frame, threads, quick):
     rgb = frame.astype(np.float32)
     record(benchmark, lambda: up.upscale_rgb(rgb, np.uint8), row="AdaBM runtime.upscale, routed", threads=threads,
            pixels=rgb.shape[0] * rgb.shape[1], macs_per_pixel=MACS[True], quick=quick, input_name="frame",
+           bare=bare_variant(frame, threads),
            accuracy=lambda: _accuracy("routed", lambda: set14_psnr(
                lambda lr: up.upscale_rgb(lr.astype(np.float32), np.uint8)[0].astype(np.float32), set14_root())))
 
 
 @pytest.mark.parametrize("threads", THREADS)
 def test_adabm_upscale_with_png_io(benchmark, frame, threads, quick):
-    """The same plus reading the PNG and writing the 1080p PNG, as the CLI does per image."""
+    """The CLI's work on one PNG: read it, compute, and write the 1080p PNG as its bands are finished."""
     from runtime import images
-    src = WORK / "frame.png"
-    images.save(src, frame[:, :, ::-1])
+    from runtime.upscale import Job, process
+    images.save(WORK / "frame.png", frame)
+    jobs = [Job(WORK / "frame.png", WORK / "frame_x4.png")]
     up = cli_upscaler(threads)
 
     def run():
-        pic = images.load(src)
-        rgb, alpha, _ = up.upscale(pic)
-        images.save(WORK / "frame_x4.png", images.compose(rgb, alpha, pic.gray))
+        records, failures = process(jobs, up)
+        assert len(records) == 1 and not failures
     record(benchmark, run, row="AdaBM runtime.upscale, routed, PNG in/out", threads=threads,
            pixels=frame.shape[0] * frame.shape[1], macs_per_pixel=MACS[True], quick=quick, input_name="frame",
-           accuracy=None)
+           accuracy=None, bare=bare_variant(frame, threads))
 
 
 @pytest.mark.parametrize("threads", THREADS)
@@ -198,7 +228,7 @@ def test_adabm_upscale_folder_of_frames(benchmark, frame, threads, quick):
     frames = 2 if quick else 4
     jobs = []
     for i in range(frames):
-        images.save(WORK / f"seq_{i}.png", frame[:, :, ::-1])
+        images.save(WORK / f"seq_{i}.png", frame)
         jobs.append(Job(WORK / f"seq_{i}.png", WORK / f"seq_{i}_x4.png"))
     up = cli_upscaler(threads)
 
@@ -207,17 +237,19 @@ def test_adabm_upscale_folder_of_frames(benchmark, frame, threads, quick):
         assert len(records) == frames and not failures
     record(benchmark, run, row=f"AdaBM runtime.upscale, routed, PNG in/out, per frame of {frames}",
            threads=threads, pixels=frame.shape[0] * frame.shape[1], macs_per_pixel=MACS[True], quick=quick,
-           input_name="frame", accuracy=None, frames=frames)
+           input_name="frame", accuracy=None, frames=frames, bare=bare_variant(frame, threads))
 
 
 def test_peak_memory_grows_with_the_output_not_with_floats(benchmark, quick):
-    """Peak RSS (Linux VmHWM) of the CLI, default settings, from a 16x16 input (start-up: interpreter,
-    libraries, a session) up to an 8K output: what an image adds should track its uint8 output."""
+    """Peak RSS (Linux VmHWM) of the CLI, default settings: a 16x16 input (start-up: interpreter, libraries, a
+    session), one row of windows (one per core: ONNX Runtime's working set at full concurrency), then up to
+    an 8K output. What a larger image adds beyond that row should stay far below its float output."""
     from adabm_deploy.images import read_rgb
     from runtime import images
     img = read_rgb(shared("data", "benchmark", "B100", "HR", "img_003.png"))
     img = img if img.shape[1] >= img.shape[0] else img.transpose(1, 0, 2)
-    sizes = [(16, 16), (68, 120), (135, 240)] if quick else [(16, 16), (270, 480), (540, 960), (1080, 1920)]
+    windows = (MODEL.patch_size, MODEL.patch_size * (os.cpu_count() or 1))
+    sizes = [(16, 16), windows] + ([(135, 240)] if quick else [(270, 480), (540, 960), (1080, 1920)])
     # VmHWM, the high-water mark of this process's own memory (ru_maxrss would carry the parent's across exec)
     hwm = "print(next(l.split()[1] for l in open('/proc/self/status') if l.startswith('VmHWM')))"
     probe = ("import runpy, sys; sys.argv = ['upscale', *sys.argv[1:]]\n"
@@ -226,9 +258,9 @@ def test_peak_memory_grows_with_the_output_not_with_floats(benchmark, quick):
     peaks = {}
 
     def peak(h: int, w: int) -> float:
-        src = WORK / f"mem_{w}.png"
-        images.save(src, np.ascontiguousarray(np.tile(img, (4, 4, 1))[:h, :w, ::-1]))
-        proc = subprocess.run([sys.executable, "-c", probe, str(src), "-o", str(WORK / f"mem_{w}_x4.png")],
+        src = WORK / f"mem_{w}x{h}.png"
+        images.save(src, np.ascontiguousarray(np.tile(img, (4, 4, 1))[:h, :w]))
+        proc = subprocess.run([sys.executable, "-c", probe, str(src), "-o", str(WORK / f"mem_{w}x{h}_x4.png")],
                               capture_output=True, text=True, cwd=REPO, check=True)
         return int(proc.stdout.strip().splitlines()[-1]) / 1024
 

@@ -61,8 +61,9 @@ class Upscaler:
         """Window outputs in job order; with workers, at most two calls per worker are in flight, one thread
         each, which keeps every core busier than intra-op threads do. Cores that would idle get used: the
         last windows (fewer left than workers) run with intra-op threads for the workers that have run out
-        of work (the 480x270 frame on 2 cores: 1.11x -> 1.04x the bare whole-frame run), and an image of
-        fewer windows than workers shares the cores out among them (one 96x96 window: 1.8x faster)."""
+        of work (the 480x270 frame on 2 cores: its last window 0.09 -> 0.08 s, the frame 2-3% faster), and
+        an image of fewer windows than workers shares the cores out among them (one 96x96 window: 1.8x
+        faster)."""
         if self._pool is None:
             yield from (self._infer(rgb, *job, None) for job in jobs)
             return
@@ -81,7 +82,8 @@ class Upscaler:
 
     def bands(self, rgb: np.ndarray, dtype: np.dtype, report: Report, progress=None) -> Iterator[np.ndarray]:
         """rgb: H x W x 3, uint8 / uint16 / float 0..255 -> the H*s x W*s x 3 output in `dtype`, top to
-        bottom, one band of rows per row of windows. `report` (made for this image's grid) receives the routing as it happens."""
+        bottom, one band of rows per row of windows. `report` (made for this image's grid) receives the
+        routing as it happens."""
         start = time.perf_counter()
         grid = report.grid
         stitcher = BandStitcher(grid, self.scale, 3, dtype, lambda block: to_dtype(block, dtype))
