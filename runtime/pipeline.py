@@ -17,6 +17,7 @@ import numpy as np
 from .engine import Engine
 from .images import as_float, to_dtype
 from .routing import route
+from .schedule import WindowSchedule
 from .tiling import BandStitcher, Grid, Tile, plan
 
 
@@ -57,21 +58,24 @@ class Upscaler:
         x = np.ascontiguousarray(as_float(rgb[y0:y1, x0:x1]).transpose(2, 0, 1)[None])
         return self.engine.run(None if self.fp32 else factor, x, threads)[0]
 
+    def _scheduled(self, schedule: WindowSchedule, index: int, rgb: np.ndarray, tile: Tile, factor: int
+                   ) -> np.ndarray:
+        threads = schedule.begin(index)
+        try:
+            return self._infer(rgb, tile, factor, threads)
+        finally:
+            schedule.end(index)
+
     def _outputs(self, rgb: np.ndarray, jobs: Iterable[tuple[Tile, int]], windows: int) -> Iterator[np.ndarray]:
-        """Window outputs in job order; with workers, at most two calls per worker are in flight, one thread
-        each, which keeps every core busier than intra-op threads do. Cores that would idle get used: the
-        last windows (fewer left than workers) run with intra-op threads for the workers that have run out
-        of work (the 480x270 frame on 2 cores: its last window 0.09 -> 0.08 s, the frame 2-3% faster), and
-        an image of fewer windows than workers shares the cores out among them (one 96x96 window: 1.8x
-        faster)."""
+        """Window outputs in job order; with workers, at most two calls per worker are in flight, each with
+        the threads its schedule gives it (runtime/schedule.py)."""
         if self._pool is None:
             yield from (self._infer(rgb, *job, None) for job in jobs)
             return
+        schedule = WindowSchedule(self.workers, windows)
         pending: deque = deque()
-        for i, job in enumerate(jobs):
-            left = windows - i  # this window and the ones after it
-            threads = self.workers // windows if windows < self.workers else max(1, self.workers // left)
-            pending.append(self._pool.submit(self._infer, rgb, *job, threads))
+        for index, job in enumerate(jobs):
+            pending.append(self._pool.submit(self._scheduled, schedule, index, rgb, *job))
             if len(pending) >= 2 * self.workers:
                 yield pending.popleft().result()
         while pending:

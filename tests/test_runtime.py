@@ -318,3 +318,23 @@ def test_sixteen_bit_pictures_route_and_upscale_like_their_eight_bit_values():
     sixteen, report16 = up.upscale_rgb(lr.astype(np.uint16) * 257, np.uint16)
     assert report16.factors == report8.factors and len(set(report8.factors)) > 1
     np.testing.assert_array_equal(sixteen, eight.astype(np.uint16) * 257)
+
+
+def test_last_round_shares_the_cores_only_when_that_finishes_sooner():
+    import threading
+    import time
+
+    from runtime.schedule import WindowSchedule, shared_is_sooner
+    assert shared_is_sooner(0.02, 0.09, last=1, workers=2)  # 2 cores, the other window nearly done
+    assert not shared_is_sooner(0.08, 0.09, last=2, workers=16)  # busy windows far from done
+    assert not shared_is_sooner(0.0, 0.09, last=3, workers=4)  # 4 // 3: no core to share
+    small = WindowSchedule(workers=4, windows=2)  # fewer windows than workers: all cores at once
+    assert small.begin(0) == 2 and small.begin(1) == 2
+    schedule = WindowSchedule(workers=2, windows=3)
+    assert schedule.begin(0) == 1 and schedule.begin(1) == 1
+    time.sleep(0.1)
+    schedule.end(0)  # a window takes 0.1 s; window 1, started with it, is about to finish
+    threading.Timer(0.2, schedule.end, args=(1,)).start()
+    start = time.perf_counter()
+    assert schedule.begin(2) == 2  # waited for window 1, then took both cores
+    assert time.perf_counter() - start >= 0.1
