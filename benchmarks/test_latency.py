@@ -52,7 +52,7 @@ def record(benchmark, fn, *, row, threads, pixels, macs_per_pixel, accuracy, qui
                                 macs=int(pixels) * macs_per_pixel, machine=machine(), frames=frames)
     if not quick and accuracy is not None:
         benchmark.extra_info["psnr_y_set14"] = accuracy()
-    rounds = 1 if quick else ROUNDS
+    rounds = 1 if quick else ROUNDS if bare is None else PAIRED_ROUNDS
     if bare is None:
         benchmark.pedantic(fn, rounds=rounds, warmup_rounds=1)
         return
@@ -67,7 +67,6 @@ def record(benchmark, fn, *, row, threads, pixels, macs_per_pixel, accuracy, qui
         start = time.perf_counter()
         fn()
         fn_s.append(time.perf_counter() - start)
-    rounds = 1 if quick else PAIRED_ROUNDS
     benchmark.pedantic(timed, setup=setup, rounds=rounds, warmup_rounds=1)
     ratios = [f / frames / b for b, f in zip(bare_s[-rounds:], fn_s[-rounds:])]
     benchmark.extra_info.update(paired_ratio=float(np.median(ratios)), bare_median=float(np.median(bare_s[-rounds:])))

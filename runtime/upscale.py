@@ -114,24 +114,26 @@ class BandQueue:
 
     _END, _ABORT = object(), object()
 
-    def __init__(self):
+    def __init__(self, start_writing):
+        """start_writing: the bands (this queue, iterated) -> the writing's Future."""
         self._queue: queue.Queue = queue.Queue(maxsize=1)
+        self.writing: Future = start_writing(self)
 
-    def put(self, band: np.ndarray, writing: Future) -> None:
-        if not self._offer(band, writing):
-            writing.result()  # the writer's error, raised here
+    def put(self, band: np.ndarray) -> None:
+        if not self._offer(band):
+            self.writing.result()  # the writer's error, raised here
             raise RuntimeError("writer finished before the image did")
 
-    def close(self, writing: Future) -> None:
-        self._offer(self._END, writing)  # a writer that failed meanwhile reports it through `writing`
+    def close(self) -> None:
+        self._offer(self._END)  # a writer that failed meanwhile reports it through `writing`
 
-    def abort(self, writing: Future) -> None:
-        self._offer(self._ABORT, writing)
-        wait([writing])
+    def abort(self) -> None:
+        self._offer(self._ABORT)
+        wait([self.writing])
 
-    def _offer(self, item, writing: Future) -> bool:
+    def _offer(self, item) -> bool:
         """Queue `item` unless the writer is gone (then nothing would ever take it): False if it is."""
-        while not writing.done():
+        while not self.writing.done():
             try:
                 self._queue.put(item, timeout=0.05)
                 return True
@@ -179,18 +181,18 @@ def upscale_one(job: Job, upscaler: Upscaler, writer: ThreadPoolExecutor, bitmap
     start = time.perf_counter()
     picture = images.load(job.source)
     report = Report(upscaler.plan(*picture.size))
-    bands = BandQueue()
-    writing = writer.submit(write_image, job, picture, report, bands, upscaler, bitmap, start)
+    bands = BandQueue(lambda queued: writer.submit(write_image, job, picture, report, queued, upscaler, bitmap,
+                                                    start))
     try:
         with tqdm(total=len(report.grid.tiles()), desc=job.source.name, unit="tile", leave=False,
                   disable=not show) as bar:
             for band in upscaler.bands(picture.rgb, picture.dtype, report, bar):
-                bands.put(band, writing)
+                bands.put(band)
     except BaseException:
-        bands.abort(writing)
+        bands.abort()
         raise
-    bands.close(writing)
-    return writing
+    bands.close()
+    return bands.writing
 
 
 def process(jobs: list[Job | str], upscaler: Upscaler, bitmap: Path | None = None, show: bool = False,

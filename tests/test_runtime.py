@@ -4,18 +4,24 @@ import shutil
 import struct
 import subprocess
 import sys
+import threading
+import time
 
 import cv2
 import numpy as np
 import pytest
 
 from adabm_deploy.data import open_benchmark
+from adabm_deploy.errors import UserError
 from adabm_deploy.metrics import psnr, to_uint8
 from conftest import REPO
 from runtime import images, manifest
 from runtime.engine import Engine
 from runtime.pipeline import Report, Upscaler
+from runtime.png import PngStream
+from runtime.schedule import WindowSchedule, shared_is_sooner
 from runtime.tiling import plan, window_weights
+from runtime.upscale import Job, process
 
 BUNDLED = REPO / "runtime" / "models" / "edsr_baseline_x4"
 
@@ -251,7 +257,6 @@ def test_concurrent_tile_calls_and_thread_counts_give_the_same_image(benchmark_r
 @pytest.mark.parametrize("channels,dtype", [(1, np.uint8), (2, np.uint8), (3, np.uint8), (4, np.uint8),
                                             (3, np.uint16), (1, np.uint16)])
 def test_png_stream_written_in_uneven_bands_decodes_to_the_same_pixels(tmp_path, channels, dtype):
-    from runtime.png import PngStream
     rng = np.random.default_rng(channels)
     image = rng.integers(0, np.iinfo(dtype).max + 1, (37, 23, channels), dtype=dtype)
     image[10:20] = image[9]  # flat rows: the Up filter's zero differences
@@ -288,13 +293,11 @@ class FailingEngine(ReplicateEngine):
     def run(self, factor, batch, threads=None):
         self.tries += 1
         if self.tries == self.n:
-            from adabm_deploy.errors import UserError
             raise UserError("variant cannot be loaded")
         return super().run(factor, batch)
 
 
 def test_a_failure_while_computing_or_writing_leaves_no_file_and_the_batch_goes_on(lr_image, tmp_path):
-    from runtime.upscale import Job, process
     src = tmp_path / "in.png"
     shutil.copy(lr_image, src)  # 128x128 LR: 3 x 3 cells of 48
     engine = FailingEngine(n=5)
@@ -321,10 +324,6 @@ def test_sixteen_bit_pictures_route_and_upscale_like_their_eight_bit_values():
 
 
 def test_last_round_shares_the_cores_only_when_that_finishes_sooner():
-    import threading
-    import time
-
-    from runtime.schedule import WindowSchedule, shared_is_sooner
     assert shared_is_sooner(0.02, 0.09, last=1, workers=2)  # 2 cores, the other window nearly done
     assert not shared_is_sooner(0.08, 0.09, last=2, workers=16)  # busy windows far from done
     assert not shared_is_sooner(0.0, 0.09, last=3, workers=4)  # 4 // 3: no core to share
