@@ -9,13 +9,17 @@ Only LR images are used: no ground truth.
 """
 from __future__ import annotations
 
+from .extras import require  # first: a runtime-only install gets the install line, not a traceback
+
+require(__name__, "python -m adabm_deploy.calibrate")
+
 import argparse
 import dataclasses
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
+from typing import Callable, Sequence
 
 import numpy as np
 import torch
@@ -23,6 +27,7 @@ import torch.nn.functional as F
 from tqdm import tqdm
 
 from . import artifact
+from .atomic import check_json_target
 from .complexity import gradient_density
 from .data import calibration_images
 from .errors import UserError, run_cli
@@ -31,6 +36,7 @@ from .quant.qedsr import QuantEDSR
 from .quant.quantizers import bit_aware_clip
 
 METHODS = ("adabm", "minmax", "percentile")
+MIN_PATCH = 16  # LR pixels: below this a patch is mostly zero padding to a 3x3 conv stack
 STAGES = ("weight_clip", "act_bounds", "bit_mapping")
 
 
@@ -265,8 +271,32 @@ def exact_cuda_convs() -> None:
     torch.backends.cudnn.benchmark = True
 
 
+def warn_stderr(message: str) -> None:
+    print(f"warning: {message}", file=sys.stderr)
+
+
+def check_calibration_set(images: list[np.ndarray], s: Settings, calib_dir: Path,
+                          warn: Callable[[str], None]) -> list[str]:
+    """Fewer or smaller images than the method expects still calibrate, but worse: say so (returned for the
+    artifact's report too). Images too small to hold a patch of the network's context are refused."""
+    notices = []
+    if len(images) < s.n_images:
+        notices.append(f"{calib_dir}: {len(images)} images, fewer than the {s.n_images} the calibration draws; "
+                       "thresholds and ranges rest on fewer samples")
+    side = min(min(im.shape[:2]) for im in images)
+    if side < MIN_PATCH:
+        raise UserError(f"{calib_dir}: the smallest image is {side} px on a side after the x-scale downscale; "
+                        f"calibration needs at least {MIN_PATCH}")
+    if side < s.patch:
+        notices.append(f"{calib_dir}: patches are {side}x{side}, smaller than the {s.patch}x{s.patch} asked (the "
+                       "smallest LR image limits them)")
+    for notice in notices:
+        warn(notice)
+    return notices
+
+
 def calibrate(checkpoint: Path, calib_dir: Path, s: Settings, device: str = "cpu",
-              progress: bool = True) -> tuple[QuantEDSR, dict]:
+              progress: bool = True, warn: Callable[[str], None] = warn_stderr) -> tuple[QuantEDSR, dict]:
     """Run Algorithm 1 (or a baseline) and return the calibrated model and the artifact payload."""
     if s.method not in METHODS:
         raise UserError(f"unknown method {s.method!r} (choose from {', '.join(METHODS)})")
@@ -277,9 +307,11 @@ def calibrate(checkpoint: Path, calib_dir: Path, s: Settings, device: str = "cpu
     fp = load_edsr(checkpoint)
     images = calibration_images(calib_dir, s.n_images, fp.cfg.scale, s.seed)
     qm = QuantEDSR(fp, s.w_bits, s.a_bits, s.full_quant, s.per_channel).to(device)
+    notices = check_calibration_set(images, s, calib_dir, warn)
     sampler = PatchSampler(images, s.patch, s.seed)
     report = initialise(qm, sampler, s, device)
     report["patch"] = sampler.patch
+    report["notices"] = notices
     if s.finetune:
         report["epoch_losses"] = [round(v, 4) for v in finetune(qm, sampler, s, device, progress)]
     qm.cpu().eval()
@@ -338,8 +370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = settings_from_args(args)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device available to torch")
-    if not args.output.parent.is_dir():
-        raise UserError(f"{args.output}: output folder does not exist")
+    check_json_target(args.output)  # before minutes of work, not after
     _, payload = calibrate(args.model, args.calib_dir, settings, args.device, progress=sys.stderr.isatty())
     artifact.save(args.output, payload)
     r = payload["report"]

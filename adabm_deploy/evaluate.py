@@ -5,6 +5,10 @@ over images. RGB PSNR is reported beside it.
 """
 from __future__ import annotations
 
+from .extras import require  # first: a runtime-only install gets the install line, not a traceback
+
+require(__name__, "python -m adabm_deploy.evaluate")
+
 import argparse
 import sys
 import time
@@ -17,7 +21,7 @@ import torch
 from tqdm import tqdm
 
 from . import artifact
-from .atomic import write_json
+from .atomic import check_json_target, write_json
 from .complexity import gradient_density
 from .data import BenchmarkSet, expand_benchmark_dirs, open_benchmark
 from .errors import UserError, run_cli
@@ -117,6 +121,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    if args.json:
+        check_json_target(args.json)  # a mistyped --json must not replace the checkpoint, nor fail at the end
     model = load_edsr(args.model)
     scale = args.scale or model.cfg.scale
     if scale != model.cfg.scale:

@@ -5,6 +5,10 @@ on Set5 / Set14 / B100 (whole images, Y channel, crop 4). The FP32 row is our ow
 """
 from __future__ import annotations
 
+from .extras import require  # first: a runtime-only install gets the install line, not a traceback
+
+require(__name__, "python -m adabm_deploy.experiments")
+
 import argparse
 import dataclasses
 import json
@@ -18,6 +22,7 @@ import numpy as np
 import torch
 
 from . import artifact
+from .atomic import write_json, write_text
 from .calibrate import PRESETS, Settings, calibrate
 from .complexity import gradient_density
 from .data import open_benchmark
@@ -128,7 +133,7 @@ def run_row(row: Row, ckpt: Path, calib_dir: Path, preset: str, work: Path, benc
     result = {"label": row.label + row.note(), "key": row.key, "device": row.device,
               "device_name": payload["report"].get("device_name"), "calibration_seconds": payload["report"]["seconds"],
               "sets": {r.set: {"psnr": r.psnr_y, "ssim": r.ssim_y, "fab": r.fab} for r in sets}}
-    result_path.write_text(json.dumps(result, indent=1))
+    write_json(result_path, result)
     return result
 
 
@@ -141,7 +146,7 @@ def fp32_result(ckpt: Path, work: Path, bench_root: Path) -> dict:
             for s in SETS]
     result = {"label": "FP32 (ours)", "sets": {r.set: {"psnr": r.psnr_y, "ssim": r.ssim_y, "fab": 32.0}
                                                for r in sets}}
-    path.write_text(json.dumps(result, indent=1))
+    write_json(path, result)
     return result
 
 
@@ -249,7 +254,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         rows.append(result)
         print(f"{row.key}: {time.perf_counter() - start:.0f} s", file=sys.stderr, flush=True)
     table = render(fp, rows, args.preset, args.calib_dir, args.work, args.benchmark)
-    args.out.write_text(table + "\n")
+    write_text(args.out, table + "\n")
     print(table)
     return 0
 

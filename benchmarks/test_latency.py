@@ -205,7 +205,8 @@ def test_adabm_upscale_routed(benchmark, frame, threads, quick):
 def test_adabm_upscale_with_png_io(benchmark, frame, threads, quick):
     """The CLI's work on one PNG: read it, compute, and write the 1080p PNG as its bands are finished."""
     from runtime import images
-    from runtime.upscale import Job, process
+    from runtime.jobs import Job
+    from runtime.upscale import process
     images.save(WORK / "frame.png", frame)
     jobs = [Job(WORK / "frame.png", WORK / "frame_x4.png")]
     up = cli_upscaler(threads)
@@ -223,7 +224,8 @@ def test_adabm_upscale_folder_of_frames(benchmark, frame, threads, quick):
     """The CLI's loop over a folder of PNG frames: each frame is encoded and written while the next one
     computes. Per-frame time (the report divides by the frame count)."""
     from runtime import images
-    from runtime.upscale import Job, process
+    from runtime.jobs import Job
+    from runtime.upscale import process
     frames = 2 if quick else 4
     jobs = []
     for i in range(frames):

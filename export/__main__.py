@@ -5,6 +5,10 @@ command works; with --qconfig the artifact must have been calibrated for exactly
 """
 from __future__ import annotations
 
+from adabm_deploy.extras import require  # first: a runtime-only install gets the install line, not a traceback
+
+require(__name__, "python -m export", ("torch", "onnx"))
+
 import argparse
 import sys
 import time

@@ -28,14 +28,37 @@ def variant_file(factor: int | None) -> str:
     return "fp32.onnx" if factor is None else f"int8_f{factor:+d}.onnx"
 
 
+def replaceable(out_dir: Path) -> str | None:
+    """Why --force may not replace `out_dir`, or None: only a model directory this tool wrote, holding nothing
+    but the files its manifest names, is ever deleted."""
+    if out_dir.is_symlink() or not out_dir.is_dir():
+        return "it is not a directory"
+    try:
+        data = json.loads((out_dir / manifest.MANIFEST).read_text())
+        named = {data["fp32"]["file"], *(v["file"] for v in data["variants"]), data["calibration"]["file"]}
+        if data["format"] != manifest.FORMAT:
+            raise ValueError
+    except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
+        return f"it is not a model directory written by this tool (no valid {manifest.MANIFEST})"
+    foreign = sorted(p.name for p in out_dir.iterdir() if p.name not in named | {manifest.MANIFEST})
+    if foreign:
+        return f"it holds files that are not part of the model ({', '.join(foreign[:3])})"
+    return None
+
+
 def check_writable(out_dir: Path, force: bool) -> None:
-    """Fail before any work if the directory cannot be created (or exists and would be overwritten)."""
-    out_dir = Path(out_dir)
-    if out_dir.exists() and not force:
-        raise UserError(f"{out_dir}: already exists (pass --force to replace it)")
-    if out_dir.exists() and not out_dir.is_dir():
-        raise UserError(f"{out_dir}: exists and is not a directory")
-    parent = out_dir.absolute().parent
+    """Fail before any work if the directory cannot be created, or exists and may not be replaced."""
+    out_dir = Path(os.path.abspath(out_dir))  # normalised: ".." must compare equal to the parent
+    cwd = Path.cwd()
+    if out_dir == cwd or out_dir in cwd.parents:
+        raise UserError(f"{out_dir}: is the current directory or contains it; choose a new folder for the model")
+    if out_dir.exists() or out_dir.is_symlink():
+        if not force:
+            raise UserError(f"{out_dir}: already exists (pass --force to replace a model directory)")
+        reason = replaceable(out_dir)
+        if reason:
+            raise UserError(f"{out_dir}: --force refused, {reason}")
+    parent = out_dir.parent
     if not parent.is_dir():
         raise UserError(f"{out_dir}: output folder {parent} does not exist")
     if not os.access(parent, os.W_OK | os.X_OK):
@@ -78,7 +101,7 @@ def _fill(staging: Path, qm: QuantEDSR, checkpoint: Path, artifact_data: dict[st
 
 def write(out_dir: Path, qm: QuantEDSR, checkpoint: Path, artifact_data: dict[str, Any], opset: int,
           force: bool = False) -> manifest.Manifest:
-    out_dir = Path(out_dir)
+    out_dir = Path(os.path.abspath(out_dir))  # normalised: ".." must compare equal to the parent
     check_writable(out_dir, force)
     staging = out_dir.with_name(f".{out_dir.name}.staging-{os.getpid()}")
     retired = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")

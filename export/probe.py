@@ -12,6 +12,10 @@ tensor from a graph input, so one consumer recomputes each op from another consu
 """
 from __future__ import annotations
 
+from adabm_deploy.extras import require  # first: a runtime-only install gets the install line, not a traceback
+
+require(__name__, "python -m export.probe", ("onnx",))
+
 import argparse
 import io
 import sys

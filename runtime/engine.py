@@ -64,6 +64,25 @@ class Engine:
             self._sessions[(factor, threads)] = sess
         return self._sessions[(factor, threads)]
 
+    def check(self, factors: list[int | None]) -> None:
+        """Run each graph once on a small input before any image is read: a graph that cannot load, or whose
+        output is not the manifest's scale, stops the run here instead of after its first outputs."""
+        side = 16
+        probe = np.zeros((1, 3, side, side), np.float32)
+        for factor in factors:
+            try:
+                out = self.run(factor, probe)
+            except UserError:
+                raise
+            except Exception as exc:  # ORT's own exception types
+                path = self.model.fp32 if factor is None else self.model.variants[factor].path
+                raise UserError(f"{path}: ONNX Runtime cannot run it ({str(exc).splitlines()[0]})") from None
+            want = (1, 3, side * self.model.scale, side * self.model.scale)
+            if out.shape != want:
+                path = self.model.fp32 if factor is None else self.model.variants[factor].path
+                raise UserError(f"{self.model.root}: damaged model directory ({path.name} maps {side}x{side} to "
+                                f"{out.shape[3]}x{out.shape[2]}, not x{self.model.scale} as the manifest says)")
+
     def run(self, factor: int | None, batch: np.ndarray, threads: int | None = None) -> np.ndarray:
         """batch: N x 3 x h x w float32 RGB 0..255 -> N x 3 x (h*scale) x (w*scale) float32. The integer
         kernels give the same output whatever the thread count."""

@@ -20,7 +20,11 @@ from adabm_deploy.atomic import staged
 from adabm_deploy.errors import UserError
 from adabm_deploy.images import IMAGE_SUFFIXES
 
+from .headers import MAX_PIXELS, read_header
 from .png import PngStream
+
+OUTPUT_SUFFIXES = IMAGE_SUFFIXES
+INPUT_SUFFIXES = IMAGE_SUFFIXES | {".gif"}  # GIF: the first frame; written back as PNG (256 colours would band)
 
 
 @dataclass
@@ -41,45 +45,43 @@ _DIHEDRAL = [lambda a: a, lambda a: a[:, ::-1], lambda a: a[::-1], lambda a: a[:
              lambda a: a[::-1, ::-1].transpose(1, 0, *range(2, a.ndim))]
 
 
-def _check_complete(path: Path, data: bytes) -> None:
-    """libjpeg and libpng hand back a partly grey image for a cut-off file; refuse it instead."""
-    suffix = path.suffix.lower()
-    if suffix in (".jpg", ".jpeg") and b"\xff\xd9" not in data[-4096:]:
-        raise UserError(f"{path}: truncated JPEG (no end-of-image marker)")
-    if suffix == ".png" and b"IEND" not in data[-64:]:
-        raise UserError(f"{path}: truncated PNG (no IEND chunk)")
-
-
-def load(path: Path) -> Picture:
+def load(path: Path, max_pixels: int = MAX_PIXELS) -> Picture:
+    """Decode an input image, after its header has passed read_header (format, size, integrity)."""
     path = Path(path)
-    if path.suffix.lower() not in IMAGE_SUFFIXES:
+    if path.suffix.lower() not in INPUT_SUFFIXES:
         raise UserError(f"{path}: unsupported format {path.suffix or '(no extension)'!r} "
-                        f"(supported: {', '.join(sorted(IMAGE_SUFFIXES))})")
+                        f"(supported: {', '.join(sorted(INPUT_SUFFIXES))})")
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise UserError(f"{path}: no such file") from None
+    except IsADirectoryError:
+        raise UserError(f"{path}: is a folder, not an image") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
     if not data:
         raise UserError(f"{path}: empty file")
-    _check_complete(path, data)
+    header = read_header(path, data, max_pixels)
     buf = np.frombuffer(data, np.uint8)
-    # ANYCOLOR | ANYDEPTH applies EXIF orientation and keeps 16 bits; only UNCHANGED keeps alpha (unrotated).
-    shown = cv2.imdecode(buf, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+    try:
+        # ANYCOLOR | ANYDEPTH applies EXIF orientation and keeps 16 bits; only UNCHANGED keeps alpha (unrotated).
+        shown = cv2.imdecode(buf, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+        raw = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+    except cv2.error as exc:
+        raise UserError(f"{path}: cannot decode image ({exc.err or 'OpenCV error'})") from None
     if shown is None or shown.size == 0:
-        raise UserError(f"{path}: cannot decode image (damaged or not really {path.suffix})")
+        raise UserError(f"{path}: cannot decode image (damaged {header.format} data)")
     if shown.dtype not in (np.uint8, np.uint16):
         raise UserError(f"{path}: {shown.dtype} pixels are not supported (8 or 16 bit only)")
     alpha = None
-    raw = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     if raw is not None and raw.ndim == 3 and raw.shape[2] == 4:
         color = raw[:, :, :3] if shown.ndim == 3 else cv2.cvtColor(raw[:, :, :3], cv2.COLOR_BGR2GRAY)
         orient = next((f for f in _DIHEDRAL if f(color).shape == shown.shape and np.array_equal(f(color), shown)),
                       _DIHEDRAL[0])
         alpha = np.ascontiguousarray(orient(raw[:, :, 3]))
-    gray = shown.ndim == 2
-    rgb = np.repeat(shown[:, :, None], 3, axis=2) if gray else shown[:, :, ::-1]
+    # OpenCV decodes a gray + alpha PNG as three equal channels; the header says it was gray
+    gray = shown.ndim == 2 or bool(header.gray)
+    rgb = np.repeat(shown[:, :, None], 3, axis=2) if shown.ndim == 2 else shown[:, :, ::-1]
     return Picture(np.ascontiguousarray(rgb), alpha, shown.dtype, gray)
 
 
@@ -99,9 +101,13 @@ def to_dtype(values: np.ndarray, dtype: np.dtype) -> np.ndarray:
     return cv2.multiply(values, 1.0, dtype=cv2.CV_8U)
 
 
-def output_channels(picture: Picture) -> int:
-    """Gray stays gray; gray with alpha becomes RGBA (OpenCV has no two-channel writer)."""
-    return 4 if picture.alpha is not None else 1 if picture.gray else 3
+def output_channels(picture: Picture, suffix: str) -> int:
+    """The input's own form where the output format holds it: gray, gray + alpha (PNG; RGBA elsewhere, as
+    OpenCV has no two-channel writer), RGB, RGBA. JPEG has no alpha plane, so it is dropped there."""
+    alpha = picture.alpha is not None and suffix.lower() not in NO_ALPHA
+    if picture.gray:
+        return (2 if suffix.lower() == ".png" else 4) if alpha else 1
+    return 4 if alpha else 3
 
 
 def alpha_rows(alpha: np.ndarray, scale: int, y0: int, y1: int) -> np.ndarray:
@@ -113,21 +119,24 @@ def alpha_rows(alpha: np.ndarray, scale: int, y0: int, y1: int) -> np.ndarray:
     return up[y0 - lo * scale:y1 - lo * scale]
 
 
-def compose(rgb: np.ndarray, alpha: np.ndarray | None, gray: bool) -> np.ndarray:
-    """Output RGB rows (already in the output dtype) + alpha rows -> gray, RGB or RGBA rows."""
-    if gray and alpha is None:
-        return cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+def compose(rgb: np.ndarray, alpha: np.ndarray | None, gray: bool, channels: int) -> np.ndarray:
+    """Output RGB rows (already in the output dtype) + alpha rows -> `channels` (output_channels) rows:
+    gray, gray + alpha, RGB or RGBA; a gray picture's colour channels are made equal."""
     if gray:
-        rgb = cv2.cvtColor(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
-    return rgb if alpha is None else np.dstack([rgb, alpha])
+        luma = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY)
+        if channels <= 2:
+            return luma if channels == 1 else np.dstack([luma, alpha])
+        rgb = cv2.cvtColor(luma, cv2.COLOR_GRAY2RGB)
+    return rgb if channels == 3 else np.dstack([rgb, alpha])
 
 
 HIGH_DEPTH = (".png", ".tif", ".tiff")  # formats that keep 16 bits; JPEG, WebP and BMP are 8-bit
+NO_ALPHA = (".jpg", ".jpeg")
 
 
 class _Whole:
     """Rows collected into one image in OpenCV's channel order, for the encoders that need the whole picture
-    (all but PNG)."""
+    (all but PNG; OpenCV writes no gray + alpha, so output_channels never asks them for two channels)."""
 
     def __init__(self, height: int, width: int, channels: int, dtype: np.dtype):
         self.image = np.empty((height, width, channels), dtype)
@@ -164,19 +173,28 @@ def writer(path: Path, height: int, width: int, channels: int, dtype: np.dtype) 
     suffix = path.suffix.lower()
     stored = dtype if suffix in HIGH_DEPTH else np.dtype(np.uint8)
     _make_folder(path)
+    if suffix not in OUTPUT_SUFFIXES:
+        raise UserError(f"{path}: cannot write {suffix or 'files without an extension'} "
+                        f"(output formats: {', '.join(sorted(OUTPUT_SUFFIXES))})")
+    _make_folder(path)
     with staged(path) as tmp:
         with open(tmp, "wb") as f:  # a folder we cannot write to fails here, with the system's reason
             sink = PngStream(f, height, width, channels, stored) if suffix == ".png" else \
                 _Whole(height, width, channels, stored)
             yield Output(sink, narrow=stored != dtype)
             sink.close()
-        if isinstance(sink, _Whole):
-            try:
-                written = cv2.imwrite(str(tmp), sink.image)
-            except cv2.error:
-                written = False
-            if not written:
-                raise UserError(f"{path}: cannot encode as {path.suffix}")
+            if isinstance(sink, _Whole):  # encoded in memory, so a full disk says so instead of "cannot encode"
+                f.write(_encode(path, sink.image))
+
+
+def _encode(path: Path, image: np.ndarray) -> np.ndarray:
+    try:
+        ok, data = cv2.imencode(path.suffix.lower(), image)
+    except cv2.error:
+        ok = False
+    if not ok:
+        raise UserError(f"{path}: cannot encode a {image.shape[2]}-channel {image.dtype} image as {path.suffix}")
+    return data
 
 
 def _make_folder(path: Path) -> None:

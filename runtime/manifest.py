@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -62,7 +63,25 @@ def _fail(root: Path, message: str) -> UserError:
     return UserError(f"{root}: damaged model directory ({message})")
 
 
+def _shown(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, (str, int, float, bool, type(None))) else type(value).__name__
+
+
+def _integer(root: Path, value: Any, what: str, low: int, high: int) -> int:
+    """JSON integers only (not true/false, not "4"), within [low, high]."""
+    if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+        raise _fail(root, f"{what} is {_shown(value)}, expected an integer from {low} to {high}")
+    return value
+
+
+def _number(root: Path, value: Any, what: str) -> float:
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        raise _fail(root, f"{what} is {_shown(value)}, expected a finite number")
+    return float(value)
+
+
 def load(root: Path, verify_hashes: bool = True) -> Manifest:
+    """Read and validate a model directory; every problem is a UserError naming the directory and the field."""
     root = Path(root)
     path = root / MANIFEST
     if not root.is_dir():
@@ -75,28 +94,55 @@ def load(root: Path, verify_hashes: bool = True) -> Manifest:
         raise _fail(root, f"{MANIFEST} is not valid JSON: {exc}") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise _fail(root, f"{MANIFEST} format is not {FORMAT!r}")
-    if data.get("version") != VERSION:
-        raise _fail(root, f"manifest version {data.get('version')} not supported (expected {VERSION})")
+    version = data.get("version")
+    if version != VERSION or isinstance(version, bool) or not isinstance(version, int):
+        raise _fail(root, f"manifest version {_shown(version)} is not supported (this runtime reads version "
+                          f"{VERSION})")
+    real_root = root.resolve()
+
+    def checked(entry: Any, what: str) -> Path:
+        name = entry.get("file") if isinstance(entry, dict) else None
+        if not isinstance(name, str) or not name or Path(name).name != name:
+            raise _fail(root, f"{what} names no file in the directory ({_shown(name)})")
+        file = root / name
+        if not file.is_file():
+            raise _fail(root, f"missing {name}")
+        if file.resolve().parent != real_root:
+            raise _fail(root, f"{name} is a link to {file.resolve()}, outside the model directory")
+        if verify_hashes and sha256_bytes(file) != entry.get("sha256"):
+            raise _fail(root, f"{name} does not match its sha256")
+        return file
+
     try:
         if data["complexity"]["definition"] != COMPLEXITY_DEFINITION:
             raise _fail(root, "complexity definition differs from this runtime's")
-        lower, upper = (float(v) for v in data["complexity"]["thresholds"])
+        bounds = data["complexity"]["thresholds"]
+        if not isinstance(bounds, list) or len(bounds) != 2:
+            raise _fail(root, f"complexity thresholds are {_shown(bounds)}, expected [lower, upper]")
+        lower, upper = (_number(root, v, "a complexity threshold") for v in bounds)
         if not lower <= upper:
             raise _fail(root, "complexity thresholds out of order")
-
-        def checked(entry: dict[str, Any]) -> Path:
-            file = root / entry["file"]
-            if file.parent != root or not file.is_file():
-                raise _fail(root, f"missing {entry['file']}")
-            if verify_hashes and sha256_bytes(file) != entry["sha256"]:
-                raise _fail(root, f"{entry['file']} does not match its sha256")
-            return file
-
-        variants = {int(v["factor"]): Variant(int(v["factor"]), checked(v), [int(b) for b in v["layer_bits"]])
-                    for v in data["variants"]}
+        scale = _integer(root, data["scale"], "scale", 1, 16)
+        patch_size = _integer(root, data["patch_size"], "patch_size", 8, 4096)
+        if not isinstance(data["variants"], list):
+            raise _fail(root, "variants is not a list")
+        variants: dict[int, Variant] = {}
+        for v in data["variants"]:
+            factor = _integer(root, v["factor"], "a variant's factor", -1, 1)
+            bits = v["layer_bits"]
+            if not isinstance(bits, list) or not bits:
+                raise _fail(root, f"variant {factor:+d} has no layer_bits")
+            bits = [_integer(root, b, f"a layer bit-width of variant {factor:+d}", 2, 8) for b in bits]
+            if factor in variants:
+                raise _fail(root, f"two variants for factor {factor:+d}")
+            variants[factor] = Variant(factor, checked(v, f"variant {factor:+d}"), bits)
         if sorted(variants) != list(FACTORS):
             raise _fail(root, f"variants for factors {sorted(variants)}, expected {list(FACTORS)}")
-        return Manifest(root=root, scale=int(data["scale"]), patch_size=int(data["patch_size"]),
-                        thresholds=(lower, upper), fp32=checked(data["fp32"]), variants=variants, raw=data)
-    except (KeyError, TypeError, ValueError) as exc:
+        if len({len(v.layer_bits) for v in variants.values()}) != 1:
+            raise _fail(root, "variants have different numbers of adaptive layers")
+        return Manifest(root=root, scale=scale, patch_size=patch_size, thresholds=(lower, upper),
+                        fp32=checked(data["fp32"], "fp32"), variants=variants, raw=data)
+    except KeyError as exc:
+        raise _fail(root, f"{MANIFEST} has no {exc.args[0]!r} field") from None
+    except (TypeError, AttributeError) as exc:
         raise _fail(root, f"{type(exc).__name__}: {exc}") from None

@@ -15,6 +15,7 @@ from typing import Iterable, Iterator
 import numpy as np
 
 from .engine import Engine
+from .manifest import FACTORS
 from .images import as_float, to_dtype
 from .routing import route
 from .schedule import WindowSchedule
@@ -51,6 +52,12 @@ class Upscaler:
         self.scale = engine.model.scale
         self.workers = workers
         self._pool = ThreadPoolExecutor(workers) if workers > 1 else None
+
+    def graphs(self) -> list[int | None]:
+        """The graphs this upscaler may run: INT8 variants by factor, None for the FP32 graph."""
+        if self.fp32:
+            return [None]
+        return list(FACTORS) if self.fixed is None else [self.fixed]
 
     def _infer(self, rgb: np.ndarray, tile: Tile, factor: int, threads: int | None) -> np.ndarray:
         """One window -> its HR output, 3 x h x w float32."""

@@ -13,20 +13,20 @@ import queue
 import sys
 import time
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Iterator, Sequence
 
 import numpy as np
 from tqdm import tqdm
 
-from adabm_deploy.atomic import write_json
+from adabm_deploy.atomic import check_json_target, write_json
 from adabm_deploy.errors import UserError, run_cli
-from adabm_deploy.images import IMAGE_SUFFIXES
 
 from . import images, manifest
 from .cpu import cpu_model, int8_extensions
 from .engine import Engine
+from .headers import MAX_PIXELS
+from .jobs import Job, collect, plan
 from .pipeline import VARIANTS, Report, Upscaler
 from .routing import overlay
 
@@ -35,12 +35,6 @@ DEFAULT_MODEL = Path(__file__).resolve().parent / "models" / "edsr_baseline_x4"
 DEFAULT_OVERLAP = 2
 # output rows composed and encoded at a time: keeps the encoder's copies small next to a band of 384 rows
 WRITE_ROWS = 64
-
-
-@dataclass(frozen=True)
-class Job:
-    source: Path
-    target: Path
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -58,53 +52,14 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--suffix", help="output name suffix (default: _x<scale>)")
     p.add_argument("--stats", type=Path, help="write per-image latency, cells per variant and FAB (JSON)")
     p.add_argument("--bitmap", type=Path,
-                   help="write the per-cell bit-factor overlay (PNG; a folder when there are several inputs)")
+                   help="write the per-cell bit-factor overlay (a file for one input, else a folder of "
+                        "<name>_bits.png)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace existing <name>_x4.* outputs (default: skip inputs whose output exists)")
+    p.add_argument("--max-pixels", type=int, default=MAX_PIXELS,
+                   help=f"refuse inputs whose header claims more pixels (default {MAX_PIXELS:,})")
     return p.parse_args(argv)
 
-
-def is_own_output(path: Path, suffix: str) -> bool:
-    """`a_x4.png` beside `a.png`: a result of an earlier run over the same folder, not a new input."""
-    return bool(suffix) and path.stem.endswith(suffix) and \
-        path.with_name(path.stem[:-len(suffix)] + path.suffix).is_file()
-
-
-def collect(inputs: list[Path], suffix: str, warn) -> tuple[list[tuple[Path, Path | None]], list[str]]:
-    """(image path, folder it was found in or None) for every input; errors for missing paths."""
-    found, errors = [], []
-    for item in inputs:
-        if item.is_dir():
-            for path in sorted(p for p in item.rglob("*") if p.is_file()):
-                if is_own_output(path, suffix):
-                    continue
-                if path.suffix.lower() in IMAGE_SUFFIXES:
-                    found.append((path, item))
-                elif not path.name.startswith("."):
-                    warn(f"warning: {path}: not an image, skipped")
-        elif item.exists():
-            found.append((item, None))
-        else:
-            errors.append(f"{item}: no such file or folder")
-    return found, errors
-
-
-def plan_jobs(found: list[tuple[Path, Path | None]], output: Path | None, suffix: str) -> list[Job | str]:
-    """Output path per image; a string instead of a Job where the target would overwrite an input."""
-    single_file = output is not None and len(found) == 1 and output.suffix.lower() in IMAGE_SUFFIXES
-    inputs = {p.resolve() for p, _ in found}
-    jobs: list[Job | str] = []
-    for path, root in found:
-        name = f"{path.stem}{suffix}{path.suffix}"
-        if single_file:
-            target = output
-        elif output is None:
-            target = path.with_name(name)
-        else:
-            target = output / (path.parent.relative_to(root) if root else Path()) / name
-        if target.resolve() in inputs:
-            jobs.append(f"{path}: output {target} would overwrite an input; choose another -o or --suffix")
-        else:
-            jobs.append(Job(path, target))
-    return jobs
 
 
 class BandQueue:
@@ -153,20 +108,21 @@ class Aborted(Exception):
 
 
 def write_image(job: Job, picture: images.Picture, report: Report, bands: Iterable[np.ndarray],
-                upscaler: Upscaler, bitmap: Path | None, start: float) -> dict:
+                upscaler: Upscaler, start: float) -> dict:
     """Compose and write the output band by band as it arrives (and the bitmap); returns the stats record."""
     s = upscaler.scale
     h, w = picture.size
-    with images.writer(job.target, h * s, w * s, images.output_channels(picture), picture.dtype) as out:
+    channels = images.output_channels(picture, job.target.suffix)
+    with images.writer(job.target, h * s, w * s, channels, picture.dtype) as out:
         y = 0
         for band in bands:
             for rows in np.split(band, range(WRITE_ROWS, band.shape[0], WRITE_ROWS)):
                 n = rows.shape[0]
                 alpha = None if picture.alpha is None else images.alpha_rows(picture.alpha, s, y, y + n)
-                out.write(images.compose(rows, alpha, picture.gray))
+                out.write(images.compose(rows, alpha, picture.gray, channels))
                 y += n
-    if bitmap is not None:
-        images.save(bitmap, overlay(picture.rgb, report.grid, report.factors))
+    if job.bitmap is not None:
+        images.save(job.bitmap, overlay(picture.rgb, report.grid, report.factors))
     variants = upscaler.engine.model.variants
     return {"input": str(job.source), "output": str(job.target), "lr_size": [w, h],
             "seconds": round(time.perf_counter() - start, 4), "inference_seconds": round(report.seconds, 4),
@@ -175,14 +131,12 @@ def write_image(job: Job, picture: images.Picture, report: Report, bands: Iterab
             "bit_depth": 8 * picture.dtype.itemsize, "alpha": picture.alpha is not None, "gray": picture.gray}
 
 
-def upscale_one(job: Job, upscaler: Upscaler, writer: ThreadPoolExecutor, bitmap: Path | None,
-                show: bool) -> Future:
+def upscale_one(job: Job, upscaler: Upscaler, writer: ThreadPoolExecutor, show: bool, max_pixels: int) -> Future:
     """Compute one image here while `writer` writes its bands; returns the writing's future (its record)."""
     start = time.perf_counter()
-    picture = images.load(job.source)
+    picture = images.load(job.source, max_pixels)
     report = Report(upscaler.plan(*picture.size))
-    bands = BandQueue(lambda queued: writer.submit(write_image, job, picture, report, queued, upscaler, bitmap,
-                                                    start))
+    bands = BandQueue(lambda queued: writer.submit(write_image, job, picture, report, queued, upscaler, start))
     try:
         with tqdm(total=len(report.grid.tiles()), desc=job.source.name, unit="tile", leave=False,
                   disable=not show) as bar:
@@ -195,8 +149,8 @@ def upscale_one(job: Job, upscaler: Upscaler, writer: ThreadPoolExecutor, bitmap
     return bands.writing
 
 
-def process(jobs: list[Job | str], upscaler: Upscaler, bitmap: Path | None = None, show: bool = False,
-            on_done=None) -> tuple[list[dict], list[str]]:
+def process(jobs: list[Job], upscaler: Upscaler, show: bool = False, on_done=None,
+            max_pixels: int = MAX_PIXELS) -> tuple[list[dict], list[str]]:
     """Upscale every job. Each image is written by a second thread as its bands are finished, and that
     thread's last work on image i (the final band, or the whole encode for formats other than PNG) overlaps
     the computation of image i + 1. Returns (stats records, error lines); a bad image is reported and
@@ -224,10 +178,7 @@ def process(jobs: list[Job | str], upscaler: Upscaler, bitmap: Path | None = Non
     with ThreadPoolExecutor(1) as writer:
         for job in tqdm(jobs, desc="images", unit="img", disable=not show or not several):
             try:
-                if isinstance(job, str):
-                    raise UserError(job)
-                image_bitmap = bitmap / f"{job.source.stem}_bits.png" if bitmap and several else bitmap
-                writing = upscale_one(job, upscaler, writer, image_bitmap, show)
+                writing = upscale_one(job, upscaler, writer, show, max_pixels)
             except UserError as exc:
                 settle(pending)
                 pending = None
@@ -245,31 +196,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     patch = args.patch or model.patch_size
     if patch < 8 or args.overlap < 0 or args.overlap >= patch:
         raise UserError(f"--patch {patch} / --overlap {args.overlap}: need patch >= 8 and 0 <= overlap < patch")
-    if args.stats and not args.stats.absolute().parent.is_dir():
-        raise UserError(f"{args.stats}: folder for --stats does not exist")
     if args.threads < 0:
         raise UserError(f"--threads {args.threads}: must be 0 (one per core) or more")
+    if args.max_pixels < 1:
+        raise UserError(f"--max-pixels {args.max_pixels}: must be positive")
     workers = args.threads or os.cpu_count() or 1
     upscaler = Upscaler(Engine(model, threads=1), patch, args.overlap, args.variant, workers)
+    upscaler.engine.check(upscaler.graphs())
     suffix = args.suffix if args.suffix is not None else f"_x{model.scale}"
-    show = sys.stderr.isatty()
-    found, failures = collect(args.inputs, suffix, lambda m: tqdm.write(m, file=sys.stderr))
+    folders = [p for p in (args.output, args.bitmap) if p is not None and p.is_dir()]
+    found, own_outputs, failures = collect(args.inputs, suffix, lambda m: tqdm.write(m, file=sys.stderr), folders)
+    run = plan(found, own_outputs, args.output, suffix, args.bitmap, args.stats, args.overwrite)
+    if args.stats:
+        check_json_target(args.stats)  # before any image runs, not after the last
+    failures += run.errors
+    for line in [*run.notes, *run.skipped]:
+        print(line, file=sys.stderr)
     for line in failures:
         print(f"error: {line}", file=sys.stderr)
-    jobs = plan_jobs(found, args.output, suffix)
 
     def announce(record: dict) -> None:
         w, h = record["lr_size"]
         fab = f", FAB {record['fab']:.2f}" if record["fab"] is not None else ""
         print(f"{record['input']} -> {record['output']} ({w}x{h} -> {w * model.scale}x{h * model.scale}, "
               f"{record['seconds']:.2f} s, cells {record['cells']}{fab})")
-    records, errors = process(jobs, upscaler, args.bitmap, show, announce)
+    records, errors = process(run.jobs, upscaler, sys.stderr.isatty(), announce, args.max_pixels)
     failures += errors
     if args.stats:
         write_json(args.stats, {"model": str(args.model), "variant": args.variant, "patch": patch,
                                 "overlap": args.overlap, "threads": args.threads, "cpu": cpu_model(),
                                 "int8": int8_extensions(), "cores": os.cpu_count(), "images": records,
-                                "failed": failures})
+                                "skipped": run.skipped, "failed": failures})
     return 1 if failures else 0
 
 

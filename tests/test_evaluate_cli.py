@@ -45,7 +45,7 @@ def test_bad_inputs_give_one_line_and_exit_2(tmp_path, x4_checkpoint, benchmark_
     (empty / "LR_bicubic" / "X4").mkdir(parents=True)
     cases = [
         (["--model", tmp_path / "missing.pt", "--data", benchmark_root / "Set5"], "checkpoint not found"),
-        (["--model", tmp_path / "notackpt.pt", "--data", benchmark_root / "Set5"], "not a loadable PyTorch checkpoint"),
+        (["--model", tmp_path / "notackpt.pt", "--data", benchmark_root / "Set5"], "not a PyTorch checkpoint"),
         (["--model", x4_checkpoint, "--data", empty], "no images found"),
         (["--model", x4_checkpoint, "--data", tmp_path / "nowhere"], "benchmark folder not found"),
     ]

@@ -85,14 +85,14 @@ def test_pickle_from_a_stranger_never_runs(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     path = tmp_path / "evil.pt"
     path.write_bytes(pickle.dumps({"head.0.weight": _Exploit()}))
-    with pytest.raises(UserError, match="not a loadable PyTorch checkpoint"):
+    with pytest.raises(UserError, match="refused, it holds Python objects besides tensors"):
         load_edsr(path)
     assert not (tmp_path / "pwned_by_checkpoint").exists()
 
 
 def test_non_checkpoint_and_missing_file(tmp_path):
     (tmp_path / "x.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    with pytest.raises(UserError, match="x.png: not a loadable PyTorch checkpoint"):
+    with pytest.raises(UserError, match="x.png: not a PyTorch checkpoint"):
         load_edsr(tmp_path / "x.png")
     with pytest.raises(UserError, match="nope.pt: checkpoint not found"):
         load_edsr(tmp_path / "nope.pt")

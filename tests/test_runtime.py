@@ -21,7 +21,8 @@ from runtime.pipeline import Report, Upscaler
 from runtime.png import PngStream
 from runtime.schedule import WindowSchedule, shared_is_sooner
 from runtime.tiling import plan, window_weights
-from runtime.upscale import Job, process
+from runtime.jobs import Job
+from runtime.upscale import process
 
 BUNDLED = REPO / "runtime" / "models" / "edsr_baseline_x4"
 
@@ -202,7 +203,7 @@ def test_bad_inputs_are_reported_and_the_rest_still_processed(lr_image, tmp_path
     errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
     assert len(errors) == 6, proc.stderr
     for name, words in [("missing.png", "no such file"), ("cut.png", "truncated PNG"), ("cut.jpg", "truncated JPEG"),
-                        ("empty.png", "empty file"), ("anim.gif", "unsupported format"), ("fake.png", "cannot decode")]:
+                        ("empty.png", "empty file"), ("anim.gif", "damaged GIF"), ("fake.png", "not a PNG file")]:
         assert any(name in e and words in e for e in errors), (name, errors)
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["good_x4.png"]
     assert good.read_bytes() == data
@@ -213,7 +214,7 @@ def test_outputs_never_overwrite_inputs_and_unwritable_output_is_one_line(lr_ima
     shutil.copy(lr_image, a)
     before = a.read_bytes()
     proc = upscale_cli(a, "-o", a)
-    assert proc.returncode == 1 and "would overwrite an input" in proc.stderr and a.read_bytes() == before
+    assert proc.returncode == 2 and "this input would be overwritten" in proc.stderr and a.read_bytes() == before
     (tmp_path / "blocker").write_text("a file, not a folder")
     proc = upscale_cli(a, "-o", tmp_path / "blocker" / "out")
     assert proc.returncode == 1 and "blocker is a file, not a folder" in proc.stderr

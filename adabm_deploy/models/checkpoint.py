@@ -7,7 +7,9 @@ stranger must never run code.
 from __future__ import annotations
 
 import hashlib
+import pickle
 import re
+import warnings
 from pathlib import Path
 
 import torch
@@ -17,7 +19,9 @@ from .edsr import EDSR, EDSRConfig, upsampler_stages
 
 # AdaBM's checkpoints name the two convs of a residual block conv1/conv2 instead of body.0/body.2.
 _ADABM_BLOCK_KEY = re.compile(r"^body\.(\d+)\.conv([12])\.(weight|bias)$")
-_BLOCK_KEY = re.compile(r"^body\.(\d+)\.body\.0\.weight$")
+_BLOCK_KEY = re.compile(r"^body\.(\d+)\.body\.")
+_BODY_END_KEY = re.compile(r"^body\.(\d+)\.weight$")
+_ZIP, _PICKLE = b"PK\x03\x04", b"\x80"
 # The official full EDSR (32 blocks x 256 channels) was trained with res_scale 0.1; every other EDSR with 1.
 _FULL_EDSR = (32, 256)
 
@@ -35,11 +39,20 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
     path = Path(path)
     if not path.is_file():
         raise UserError(f"{path}: checkpoint not found")
+    with open(path, "rb") as f:
+        head = f.read(4)
+    if not (head.startswith(_ZIP) or head[:1] == _PICKLE):
+        raise UserError(f"{path}: not a PyTorch checkpoint (neither the zip archive torch.save writes nor a pickle)")
     try:
-        obj = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as exc:  # torch raises many types for foreign or unsafe files
-        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise UserError(f"{path}: not a loadable PyTorch checkpoint ({reason[:160]})") from None
+        with warnings.catch_warnings():  # torch warns about pickle protocols it may not read; we say why below
+            warnings.simplefilter("ignore")
+            obj = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError:
+        raise UserError(f"{path}: refused, it holds Python objects besides tensors (loading those could run "
+                        "code; save a state dict of tensors)") from None
+    except Exception as exc:  # torch raises many types for damaged files
+        reason = str(exc).strip().split(". ")[0].splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"{path}: damaged PyTorch checkpoint ({reason})") from None
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserError(f"{path}: not a state dict of tensors (EDSR-PyTorch layout expected)")
     out: dict[str, torch.Tensor] = {}
@@ -56,7 +69,10 @@ def infer_config(state: dict[str, torch.Tensor], source: str, res_scale: float |
     if "head.0.weight" not in state:
         raise UserError(f"{source}: not an EDSR checkpoint (no head.0.weight)")
     n_feats, n_colors = state["head.0.weight"].shape[:2]
-    n_blocks = sum(1 for k in state if _BLOCK_KEY.match(k))
+    # from indices, not a count of keys: a checkpoint missing one key must report that key, not a shifted layout
+    end = [int(m.group(1)) for m in map(_BODY_END_KEY.match, state) if m]
+    blocks = [int(m.group(1)) for m in map(_BLOCK_KEY.match, state) if m]
+    n_blocks = end[0] if len(end) == 1 else max(blocks, default=-1) + 1
     scale = 1
     idx = 0
     while f"tail.0.{idx}.weight" in state:
