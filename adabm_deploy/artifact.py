@@ -1,7 +1,9 @@
 """The calibration artifact: a versioned JSON file with everything the exporter needs besides the checkpoint.
 
-It holds per-layer bits and ranges, I2B thresholds, weight clips, FAB and the settings used, bound to one
-checkpoint by sha256 and architecture. Loading validates format, version, checkpoint and every key strictly.
+It holds each quantization point's range and bits role, weight clips, the adaptive convs with their layer
+factors, I2B thresholds, the per-variant bits, FAB and the settings used, bound to one checkpoint by sha256,
+architecture and config. Loading validates format, version, checkpoint and every point strictly: points are
+named after the captured graph's nodes, so an artifact fits exactly the network it was made for.
 """
 from __future__ import annotations
 
@@ -13,30 +15,28 @@ import torch
 
 from .atomic import write_json
 from .errors import UserError
-from .models.checkpoint import sha256_file
-from .models.edsr import EDSR
-from .quant.qedsr import QuantEDSR
+from .models import Network
+from .quant.qgraph import QuantGraph
 
 FORMAT = "adabm-deploy/calibration"
-VERSION = 1
+VERSION = 2  # 2: points named after graph nodes, any architecture (1: EDSR only, fixed point names)
 
 
-def to_dict(qm: QuantEDSR, checkpoint: Path, settings: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
-    cfg = qm.cfg
+def to_dict(qm: QuantGraph, network: Network, settings: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "version": VERSION,
-        "checkpoint": {"file": Path(checkpoint).name, "sha256": sha256_file(checkpoint), "n_blocks": cfg.n_blocks,
-                       "n_feats": cfg.n_feats, "scale": cfg.scale, "n_colors": cfg.n_colors,
-                       "res_scale": cfg.res_scale},
+        "checkpoint": network.describe(),
         "w_bits": qm.w_bits, "a_bits": qm.a_bits, "full_quant": qm.full_quant, "per_channel": qm.per_channel,
         "adaptive": qm.adaptive_bits,
         "i2b_thresholds": list(qm.image2bit.thresholds()),
+        "adaptive_layers": list(qm.plan.adaptive),
         "layer_factor_params": qm.layer2bit.m.detach().tolist(),
         "layer_factors": qm.layer2bit.factors(),
         "variant_bits": {str(f): qm.variant_bits(f) for f in (-1, 0, 1)},
-        "activations": {q.name: {"lower": float(q.bounds()[0]), "upper": float(q.bounds()[1]),
-                                 "adaptive": q.adaptive} for q in qm.act_quantizers()},
+        "activations": {p.name: {"lower": float(qm.quantizer[p.name].bounds()[0]),
+                                 "upper": float(qm.quantizer[p.name].bounds()[1]), "bits": p.bits}
+                        for p in qm.plan.points.values()},
         "weights": {c.name: {"bits": c.wq.bits, "clip": c.wq.clip.detach().abs().tolist()} for c in qm.qconvs()},
         "settings": settings,
         "report": report,
@@ -57,8 +57,11 @@ def read(path: Path) -> dict[str, Any]:
         raise UserError(f"{path}: not a calibration artifact (invalid JSON: {exc})") from None
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise UserError(f"{path}: not a calibration artifact (format is not {FORMAT!r})")
+    if data.get("version") == 1:
+        raise UserError(f"{path}: artifact version 1 (written before points were named after the graph) is not "
+                        "supported; calibrate again with python -m adabm_deploy.calibrate")
     if data.get("version") != VERSION:
-        raise UserError(f"{path}: artifact version {data.get('version')} not supported (expected {VERSION})")
+        raise UserError(f"{path}: artifact version {data.get('version')!r} not supported (expected {VERSION})")
     return data
 
 
@@ -67,41 +70,49 @@ def _require(cond: bool, path: Path, message: str) -> None:
         raise UserError(f"{path}: {message}")
 
 
-def load(path: Path, fp: EDSR, checkpoint: Path) -> QuantEDSR:
-    """Rebuild the calibrated QuantEDSR for `fp`; refuses an artifact made for another checkpoint."""
+def _differences(found, expected) -> str:
+    return ", ".join(sorted(set(found) ^ set(expected))[:3])
+
+
+def load(path: Path, network: Network) -> QuantGraph:
+    """Rebuild the calibrated QuantGraph for `network`; refuses an artifact made for another checkpoint."""
     data = read(path)
     try:
         ck = data["checkpoint"]
-        digest = sha256_file(checkpoint)
-        _require(ck["sha256"] == digest, path,
+        _require(ck["sha256"] == network.sha256, path,
                  f"calibrated for another checkpoint ({ck['file']}, sha256 {ck['sha256'][:12]}...), "
-                 f"not {Path(checkpoint).name} (sha256 {digest[:12]}...)")
-        qm = QuantEDSR(fp, int(data["w_bits"]), int(data["a_bits"]), bool(data["full_quant"]),
-                       bool(data["per_channel"]))
+                 f"not {network.checkpoint.name} (sha256 {network.sha256[:12]}...)")
+        _require(ck.get("config", {}).get("scale") == network.scale, path,
+                 f"calibrated for x{ck.get('config', {}).get('scale')}, the network is x{network.scale}")
+        qm = QuantGraph(network.graph, int(data["w_bits"]), int(data["a_bits"]), bool(data["full_quant"]),
+                        bool(data["per_channel"]))
         qm.adaptive_bits = bool(data["adaptive"])
-        acts = {q.name: q for q in qm.act_quantizers()}
-        _require(set(data["activations"]) == set(acts), path,
-                 f"activation points do not match the model: {sorted(set(data['activations']) ^ set(acts))[:3]}")
-        for name, q in acts.items():
-            q.set_bounds(float(data["activations"][name]["lower"]), float(data["activations"][name]["upper"]))
+        acts = data["activations"]
+        _require(set(acts) == set(qm.quantizer), path,
+                 f"quantization points do not match the network: {_differences(acts, qm.quantizer)}")
+        for name, q in qm.quantizer.items():
+            _require(acts[name]["bits"] == qm.plan.points[name].bits, path,
+                     f"{name}: bits {acts[name]['bits']!r} in the artifact, {qm.plan.points[name].bits!r} here")
+            q.set_bounds(float(acts[name]["lower"]), float(acts[name]["upper"]))
         convs = {c.name: c for c in qm.qconvs()}
         _require(set(data["weights"]) == set(convs), path,
-                 f"quantized convs do not match the model: {sorted(set(data['weights']) ^ set(convs))[:3]}")
+                 f"quantized convs do not match the network: {_differences(data['weights'], convs)}")
         for name, conv in convs.items():
             clip = torch.tensor(data["weights"][name]["clip"], dtype=torch.float32)
             _require(clip.shape == conv.wq.clip.shape, path, f"{name}: weight clip has {clip.numel()} values, "
                                                               f"expected {conv.wq.clip.numel()}")
             with torch.no_grad():
                 conv.wq.clip.copy_(clip)
+        _require(data["adaptive_layers"] == qm.plan.adaptive, path, "adaptive convs do not match the network")
         m = torch.tensor(data["layer_factor_params"], dtype=torch.float32)
         _require(m.shape == qm.layer2bit.m.shape, path, f"{m.numel()} layer factors for "
-                                                        f"{qm.layer2bit.m.numel()} adaptive layers")
+                                                        f"{qm.layer2bit.m.numel()} adaptive convs")
         lo, hi = (float(v) for v in data["i2b_thresholds"])
         _require(lo <= hi, path, "I2B lower threshold above the upper one")
         with torch.no_grad():
             qm.layer2bit.m.copy_(m)
             qm.image2bit.lower.fill_(lo)
             qm.image2bit.upper.fill_(hi)
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise UserError(f"{path}: malformed calibration artifact ({type(exc).__name__}: {exc})") from None
     return qm.eval()

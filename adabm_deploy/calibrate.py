@@ -31,8 +31,8 @@ from .atomic import check_json_target
 from .complexity import gradient_density
 from .data import calibration_images
 from .errors import UserError, run_cli
-from .models import load_edsr
-from .quant.qedsr import QuantEDSR
+from .models import load_network
+from .quant.qgraph import QuantGraph
 from .quant.quantizers import bit_aware_clip
 
 METHODS = ("adabm", "minmax", "percentile")
@@ -120,7 +120,7 @@ def skt_loss(fp_feats: list[torch.Tensor], q_feats: list[torch.Tensor]) -> torch
     return torch.stack(terms).mean()
 
 
-def initialise(qm: QuantEDSR, sampler: PatchSampler, s: Settings, device: str) -> dict:
+def initialise(qm: QuantGraph, sampler: PatchSampler, s: Settings, device: str) -> dict:
     """Initialisation phase of Algorithm 1. Returns figures for the report."""
     sample_size = 1 << 16
     observe = {q.name: sample_size for q in qm.adaptive_quantizers()}
@@ -153,7 +153,7 @@ def initialise(qm: QuantEDSR, sampler: PatchSampler, s: Settings, device: str) -
     return report
 
 
-def param_groups(qm: QuantEDSR, s: Settings) -> dict[str, tuple[list[torch.nn.Parameter], float]]:
+def param_groups(qm: QuantGraph, s: Settings) -> dict[str, tuple[list[torch.nn.Parameter], float]]:
     acts = [p for q in qm.act_quantizers() for p in ((q.upper,) if q.unsigned else (q.lower, q.upper))]
     groups = {"weight_clip": ([c.wq.clip for c in qm.qconvs()], s.lr_weight_clip),
               "act_bounds": (acts, s.lr_act_bounds)}
@@ -163,7 +163,7 @@ def param_groups(qm: QuantEDSR, s: Settings) -> dict[str, tuple[list[torch.nn.Pa
     return groups
 
 
-def training_loss(qm: QuantEDSR, x: torch.Tensor, c: torch.Tensor, bit_weight: torch.Tensor,
+def training_loss(qm: QuantGraph, x: torch.Tensor, c: torch.Tensor, bit_weight: torch.Tensor,
                   s: Settings) -> torch.Tensor:
     """L1(FP, Q) + lambda_skt * SKT, plus bit_weight * max(mean bits - b_tar, 0); bit_weight is lambda_bit in
     bit-mapping epochs and 0 otherwise (a tensor, so one captured CUDA graph serves every stage)."""
@@ -186,7 +186,7 @@ class TrainStep:
     small to hide the launch cost of the thousands of small kernels of the quantizers' forward and backward, which
     otherwise dominates calibration time on a GPU. On CPU it runs eagerly."""
 
-    def __init__(self, qm: QuantEDSR, params: list[torch.nn.Parameter], s: Settings, x: torch.Tensor,
+    def __init__(self, qm: QuantGraph, params: list[torch.nn.Parameter], s: Settings, x: torch.Tensor,
                  c: torch.Tensor):
         self.qm, self.params, self.s = qm, params, s
         self.bit_weight = torch.zeros((), device=x.device)
@@ -226,7 +226,7 @@ class TrainStep:
         return self.loss
 
 
-def finetune(qm: QuantEDSR, sampler: PatchSampler, s: Settings, device: str, progress: bool) -> list[float]:
+def finetune(qm: QuantGraph, sampler: PatchSampler, s: Settings, device: str, progress: bool) -> list[float]:
     """Fine-tuning phase: returns the mean loss per epoch."""
     groups = param_groups(qm, s)
     tuned = [p for params, _ in groups.values() for p in params]
@@ -295,8 +295,8 @@ def check_calibration_set(images: list[np.ndarray], s: Settings, calib_dir: Path
     return notices
 
 
-def calibrate(checkpoint: Path, calib_dir: Path, s: Settings, device: str = "cpu",
-              progress: bool = True, warn: Callable[[str], None] = warn_stderr) -> tuple[QuantEDSR, dict]:
+def calibrate(checkpoint: Path, calib_dir: Path, s: Settings, device: str = "cpu", progress: bool = True,
+              warn: Callable[[str], None] = warn_stderr, scale: int | None = None) -> tuple[QuantGraph, dict]:
     """Run Algorithm 1 (or a baseline) and return the calibrated model and the artifact payload."""
     if s.method not in METHODS:
         raise UserError(f"unknown method {s.method!r} (choose from {', '.join(METHODS)})")
@@ -304,9 +304,9 @@ def calibrate(checkpoint: Path, calib_dir: Path, s: Settings, device: str = "cpu
     if device == "cuda":
         exact_cuda_convs()
     start = time.perf_counter()
-    fp = load_edsr(checkpoint)
-    images = calibration_images(calib_dir, s.n_images, fp.cfg.scale, s.seed)
-    qm = QuantEDSR(fp, s.w_bits, s.a_bits, s.full_quant, s.per_channel).to(device)
+    network = load_network(checkpoint, scale)
+    images = calibration_images(calib_dir, s.n_images, network.scale, s.seed)
+    qm = QuantGraph(network.graph, s.w_bits, s.a_bits, s.full_quant, s.per_channel).to(device)
     notices = check_calibration_set(images, s, calib_dir, warn)
     sampler = PatchSampler(images, s.patch, s.seed)
     report = initialise(qm, sampler, s, device)
@@ -325,12 +325,13 @@ def calibrate(checkpoint: Path, calib_dir: Path, s: Settings, device: str = "cpu
     report["torch"] = torch.__version__
     report["torch_threads"] = torch.get_num_threads()
     settings = dataclasses.asdict(s) | {"calib_dir": str(calib_dir), "n_images_used": len(images)}
-    return qm, artifact.to_dict(qm, checkpoint, settings, report)
+    return qm, artifact.to_dict(qm, network, settings, report)
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m adabm_deploy.calibrate", description=__doc__.splitlines()[0])
-    p.add_argument("model", type=Path, help="EDSR checkpoint")
+    p.add_argument("model", type=Path, help="checkpoint (EDSR, RDN, SRResNet, CARN, SRVGGNetCompact)")
+    p.add_argument("--scale", type=int, help="the scale of a multi-scale checkpoint (CARN); else checked")
     p.add_argument("--calib-dir", type=Path, required=True,
                    help="folder of HR images to draw calibration LR images from (e.g. ../shared/data/train/BSD200)")
     p.add_argument("--w-bits", type=int, default=4)
@@ -371,7 +372,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device available to torch")
     check_json_target(args.output)  # before minutes of work, not after
-    _, payload = calibrate(args.model, args.calib_dir, settings, args.device, progress=sys.stderr.isatty())
+    _, payload = calibrate(args.model, args.calib_dir, settings, args.device, progress=sys.stderr.isatty(),
+                           scale=args.scale)
     artifact.save(args.output, payload)
     r = payload["report"]
     print(f"wrote {args.output}: {settings.method} W{settings.w_bits}A{settings.a_bits} "

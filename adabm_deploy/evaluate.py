@@ -26,8 +26,9 @@ from .complexity import gradient_density
 from .data import BenchmarkSet, expand_benchmark_dirs, open_benchmark
 from .errors import UserError, run_cli
 from .metrics import psnr, ssim, to_uint8
-from .models import load_edsr
-from .quant.qedsr import QuantEDSR
+from .models import Network, load_network
+from .network.graph import run as run_graph
+from .quant.qgraph import QuantGraph
 
 # uint8 LR HxWx3 -> (uint8 SR, mean activation bits over the adaptive layers, or None for float)
 SuperResolve = Callable[[np.ndarray], tuple[np.ndarray, float | None]]
@@ -48,18 +49,18 @@ def _to_tensor(lr: np.ndarray) -> torch.Tensor:
     return torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))).float()[None]
 
 
-def torch_upscaler(model: torch.nn.Module) -> SuperResolve:
-    """Wrap a 0..255 RGB network as uint8 HxWx3 -> uint8 HxWx3."""
+def fp32_upscaler(network: Network) -> SuperResolve:
+    """The FP32 network (its captured graph, RGB 0..255 in and out) as uint8 HxWx3 -> uint8 HxWx3."""
     def run(lr: np.ndarray) -> tuple[np.ndarray, None]:
         with torch.inference_mode():
-            return to_uint8(model(_to_tensor(lr))[0].permute(1, 2, 0).numpy()), None
+            return to_uint8(run_graph(network.graph, _to_tensor(lr))[0].permute(1, 2, 0).numpy()), None
     return run
 
 
-def quantized_upscaler(qm: QuantEDSR, patch: int | None) -> SuperResolve:
+def quantized_upscaler(qm: QuantGraph, patch: int | None) -> SuperResolve:
     """Simulated quantized model. Whole image: one complexity, one image-wise bit factor. With `patch`, the
     paper's protocol: non-overlapping LR patches, each with its own complexity and bits, stitched."""
-    scale = qm.cfg.scale
+    scale = qm.scale
 
     def one(lr: np.ndarray) -> tuple[np.ndarray, float]:
         c = torch.tensor([gradient_density(lr)])
@@ -105,10 +106,12 @@ def format_table(results: list[SetResult], title: str) -> str:
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m adabm_deploy.evaluate", description=__doc__.splitlines()[0])
-    p.add_argument("--model", required=True, type=Path, help="EDSR checkpoint (EDSR-PyTorch state dict)")
+    p.add_argument("--model", required=True, type=Path,
+                   help="checkpoint (EDSR, RDN, SRResNet, CARN, SRVGGNetCompact; README lists the layouts)")
     p.add_argument("--data", required=True, type=Path, nargs="+",
                    help="benchmark folder(s) with HR/ and LR_bicubic/X{s}/, or a folder of such folders")
-    p.add_argument("--scale", type=int, help="scale to evaluate (default: the checkpoint's)")
+    p.add_argument("--scale", type=int, help="scale to evaluate (default: the checkpoint's; a multi-scale CARN "
+                                              "needs it)")
     p.add_argument("--qconfig", type=Path, help="calibration artifact: evaluate the simulated quantized model")
     p.add_argument("--patch", type=int, help="with --qconfig: non-overlapping LR patches of this size, each with "
                                              "its own bit factor (the paper's protocol; e.g. 96)")
@@ -123,21 +126,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.json:
         check_json_target(args.json)  # a mistyped --json must not replace the checkpoint, nor fail at the end
-    model = load_edsr(args.model)
-    scale = args.scale or model.cfg.scale
-    if scale != model.cfg.scale:
-        raise UserError(f"{args.model}: model is x{model.cfg.scale}, --scale {scale} asked")
+    network = load_network(args.model, args.scale)
+    scale = network.scale
     if args.patch is not None and (args.qconfig is None or args.patch < 8):
         raise UserError("--patch needs --qconfig and a size of at least 8")
     sets = [open_benchmark(d, scale) for d in expand_benchmark_dirs(args.data)]
     if args.qconfig:
-        qm = artifact.load(args.qconfig, model, args.model)
+        qm = artifact.load(args.qconfig, network)
         upscale = quantized_upscaler(qm, args.patch)
         precision = (f"{artifact.read(args.qconfig)['settings']['method']} W{qm.w_bits}A{qm.a_bits} "
                      f"{'full' if qm.full_quant else 'body-only'} ({args.qconfig.name})"
                      + (f", {args.patch}x{args.patch} LR patches" if args.patch else ", whole image"))
     else:
-        upscale, precision = torch_upscaler(model), "FP32"
+        upscale, precision = fp32_upscaler(network), "FP32"
     results = [evaluate_set(upscale, s, progress=sys.stderr.isatty()) for s in sets]
     title = (f"{args.model.name} {precision}, x{scale}, Y-PSNR/SSIM crop {scale}px, "
              f"torch {torch.__version__} {torch.get_num_threads()} threads")

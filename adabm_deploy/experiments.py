@@ -28,9 +28,9 @@ from .complexity import gradient_density
 from .data import open_benchmark
 from .errors import UserError, run_cli
 from .images import read_rgb
-from .evaluate import evaluate_set, quantized_upscaler, torch_upscaler
-from .models import load_edsr
-from .quant.qedsr import QuantEDSR
+from .evaluate import evaluate_set, fp32_upscaler, quantized_upscaler
+from .models import load_network
+from .quant.qgraph import QuantGraph
 
 SETS = ("Set5", "Set14", "B100")
 # Paper Table 3 (full quantization, EDSR-baseline x4, official FP32 32.10 / 28.58 / 27.56) and Table S3
@@ -104,7 +104,7 @@ def row_settings(row: Row, preset: str) -> Settings:
                     finetune=row.finetune, preset=preset, **(PRESETS[preset] | row.extra))
 
 
-def reuse_artifact(path: Path, settings: Settings, ckpt: Path) -> tuple[QuantEDSR, dict]:
+def reuse_artifact(path: Path, settings: Settings, ckpt: Path) -> tuple[QuantGraph, dict]:
     """An artifact already in --work (an interrupted run, or a GPU row calibrated on another machine), after
     checking that it was calibrated with exactly this row's settings."""
     payload = artifact.read(path)
@@ -112,7 +112,7 @@ def reuse_artifact(path: Path, settings: Settings, ckpt: Path) -> tuple[QuantEDS
     wrong = [k for k, v in dataclasses.asdict(settings).items() if recorded.get(k) != v]
     if wrong:
         raise UserError(f"{path}: calibrated with other settings than its row ({', '.join(wrong)})")
-    return artifact.load(path, load_edsr(ckpt), ckpt), payload
+    return artifact.load(path, load_network(ckpt)), payload
 
 
 def run_row(row: Row, ckpt: Path, calib_dir: Path, preset: str, work: Path, bench_root: Path) -> dict | None:
@@ -129,7 +129,7 @@ def run_row(row: Row, ckpt: Path, calib_dir: Path, preset: str, work: Path, benc
         qm, payload = calibrate(ckpt, calib_dir, settings, row.device, progress=False)
         artifact.save(artifact_path, payload)
     upscale = quantized_upscaler(qm, None)
-    sets = [evaluate_set(upscale, open_benchmark(bench_root / s, qm.cfg.scale), progress=False) for s in SETS]
+    sets = [evaluate_set(upscale, open_benchmark(bench_root / s, qm.scale), progress=False) for s in SETS]
     result = {"label": row.label + row.note(), "key": row.key, "device": row.device,
               "device_name": payload["report"].get("device_name"), "calibration_seconds": payload["report"]["seconds"],
               "sets": {r.set: {"psnr": r.psnr_y, "ssim": r.ssim_y, "fab": r.fab} for r in sets}}
@@ -141,8 +141,8 @@ def fp32_result(ckpt: Path, work: Path, bench_root: Path) -> dict:
     path = work / "fp32.result.json"
     if path.exists():
         return json.loads(path.read_text())
-    model = load_edsr(ckpt)
-    sets = [evaluate_set(torch_upscaler(model), open_benchmark(bench_root / s, model.cfg.scale), progress=False)
+    network = load_network(ckpt)
+    sets = [evaluate_set(fp32_upscaler(network), open_benchmark(bench_root / s, network.scale), progress=False)
             for s in SETS]
     result = {"label": "FP32 (ours)", "sets": {r.set: {"psnr": r.psnr_y, "ssim": r.ssim_y, "fab": 32.0}
                                                for r in sets}}

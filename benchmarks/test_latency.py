@@ -29,9 +29,6 @@ from benchmarks.workloads import REPO, THREADS, macs_per_lr_pixel, onnx_runner, 
 ROUNDS = 5
 PAIRED_ROUNDS = 7  # rows timed against the bare variant round by round
 MODEL = manifest.load(DEFAULT_MODEL)
-CK = MODEL.raw["checkpoint"]
-MACS = {tail: macs_per_lr_pixel(CK["n_blocks"], CK["n_feats"], MODEL.scale, subpixel_tail=tail)
-        for tail in (False, True)}
 WORK = Path(tempfile.mkdtemp(prefix="adabm-bench-"))
 
 
@@ -87,14 +84,24 @@ def set14_root() -> Path:
 
 
 @pytest.fixture(scope="session")
-def fp32_graph(checkpoint) -> Path:
+def network(checkpoint):
+    from adabm_deploy.models import load_network
+    return load_network(checkpoint)
+
+
+@pytest.fixture(scope="session")
+def macs(network) -> dict[bool, int]:
+    """Conv multiply-accumulates per LR pixel: the plain graph (False) and the exported, rewritten one (True)."""
+    return {rewrite: macs_per_lr_pixel(network.graph, rewrite) for rewrite in (False, True)}
+
+
+@pytest.fixture(scope="session")
+def fp32_graph(network) -> Path:
     """The plain FP32 graph: PixelShuffle then conv, as a user's own export has it."""
-    from adabm_deploy.models import load_edsr
-    from adabm_deploy.quant import QuantEDSR
-    from export.graph import build_model
-    qm = QuantEDSR(load_edsr(checkpoint), 8, 8, full_quant=True)
+    from adabm_deploy.quant import QuantGraph
+    from export.qdq import build_model
     plain = WORK / "fp32_plain.onnx"
-    onnx.save(build_model(qm, None, subpixel_tail=False), plain)
+    onnx.save(build_model(QuantGraph(network.graph, 8, 8, full_quant=True), None, rewrite=False), plain)
     return plain
 
 
@@ -124,12 +131,11 @@ def _input(request, name):
 
 
 @pytest.mark.parametrize("threads", THREADS)
-def test_pytorch_fp32(benchmark, checkpoint, frame, threads, quick):
+def test_pytorch_fp32(benchmark, network, macs, frame, threads, quick):
     import torch
 
-    from adabm_deploy.evaluate import torch_upscaler
-    from adabm_deploy.models import load_edsr
-    model = load_edsr(checkpoint)
+    from adabm_deploy.evaluate import fp32_upscaler
+    model = network.module
     x = torch.from_numpy(as_batch(frame))
     torch.set_num_threads(threads)
 
@@ -137,43 +143,44 @@ def test_pytorch_fp32(benchmark, checkpoint, frame, threads, quick):
         with torch.inference_mode():
             return model(x)
     record(benchmark, run, row="PyTorch FP32", threads=threads, pixels=x.shape[2] * x.shape[3],
-           macs_per_pixel=MACS[False], quick=quick, input_name="frame",
+           macs_per_pixel=macs[False], quick=quick, input_name="frame",
            accuracy=lambda: _accuracy("torch", lambda: set14_psnr(
-               lambda lr: torch_upscaler(model)(lr)[0].astype(np.float32), set14_root())))
+               lambda lr: fp32_upscaler(network)(lr)[0].astype(np.float32), set14_root())))
 
 
-def bench_onnx_file(benchmark, request, path: Path, row: str, key: str, threads: int, input_name: str, quick):
-    """One ONNX file on ORT as a user would run it: plain session, whole input, the plain graph's MACs."""
+def bench_onnx_file(benchmark, request, path: Path, row: str, key: str, threads: int, input_name: str, quick,
+                    macs_per_pixel: int):
+    """One ONNX file on ORT as a user would run it: plain session, whole input."""
     sess = ort_session(path, threads)
     x = _input(request, input_name)
     record(benchmark, lambda: sess.run(None, {"lr": x}), row=row, threads=threads,
-           pixels=x.shape[0] * x.shape[2] * x.shape[3], macs_per_pixel=MACS[False], quick=quick,
+           pixels=x.shape[0] * x.shape[2] * x.shape[3], macs_per_pixel=macs_per_pixel, quick=quick,
            input_name=input_name, accuracy=lambda: _accuracy(key, lambda: set14_psnr(
                onnx_runner(lambda b: sess.run(None, {"lr": b})[0]), set14_root())))
 
 
 @pytest.mark.parametrize("input_name", INPUTS)
 @pytest.mark.parametrize("threads", THREADS)
-def test_ort_fp32(benchmark, request, fp32_graph, threads, input_name, quick):
-    bench_onnx_file(benchmark, request, fp32_graph, "ORT FP32", "ort_fp32", threads, input_name, quick)
+def test_ort_fp32(benchmark, request, fp32_graph, macs, threads, input_name, quick):
+    bench_onnx_file(benchmark, request, fp32_graph, "ORT FP32", "ort_fp32", threads, input_name, quick, macs[False])
 
 
 @pytest.mark.parametrize("input_name", INPUTS)
 @pytest.mark.parametrize("threads", THREADS)
-def test_ort_quantize_static_int8(benchmark, request, static_int8, threads, input_name, quick):
+def test_ort_quantize_static_int8(benchmark, request, static_int8, macs, threads, input_name, quick):
     bench_onnx_file(benchmark, request, static_int8, "ORT quantize_static INT8 (W8A8)", "static", threads,
-                    input_name, quick)
+                    input_name, quick, macs[False])
 
 
 @pytest.mark.parametrize("input_name", INPUTS)
 @pytest.mark.parametrize("factor", manifest.FACTORS)
 @pytest.mark.parametrize("threads", THREADS)
-def test_adabm_variant(benchmark, request, factor, threads, input_name, quick):
+def test_adabm_variant(macs, benchmark, request, factor, threads, input_name, quick):
     engine = Engine(MODEL, threads)
     x = _input(request, input_name)
     fab = MODEL.variants[factor].fab
     record(benchmark, lambda: engine.run(factor, x), row=f"AdaBM INT8 variant {factor:+d} (FAB {fab:.2f})",
-           threads=threads, pixels=x.shape[0] * x.shape[2] * x.shape[3], macs_per_pixel=MACS[True], quick=quick,
+           threads=threads, pixels=x.shape[0] * x.shape[2] * x.shape[3], macs_per_pixel=macs[True], quick=quick,
            input_name=input_name, accuracy=lambda: _accuracy(f"variant{factor}", lambda: set14_psnr(
                onnx_runner(lambda b: engine.run(factor, b)), set14_root())))
 
@@ -190,19 +197,19 @@ def bare_variant(frame: np.ndarray, threads: int):
 
 
 @pytest.mark.parametrize("threads", THREADS)
-def test_adabm_upscale_routed(benchmark, frame, threads, quick):
+def test_adabm_upscale_routed(macs, benchmark, frame, threads, quick):
     """runtime.upscale's work on one frame: routing, tiling with overlap, per-variant batches, stitching."""
     up = cli_upscaler(threads)
     rgb = frame.astype(np.float32)
     record(benchmark, lambda: up.upscale_rgb(rgb, np.uint8), row="AdaBM runtime.upscale, routed", threads=threads,
-           pixels=rgb.shape[0] * rgb.shape[1], macs_per_pixel=MACS[True], quick=quick, input_name="frame",
+           pixels=rgb.shape[0] * rgb.shape[1], macs_per_pixel=macs[True], quick=quick, input_name="frame",
            bare=bare_variant(frame, threads),
            accuracy=lambda: _accuracy("routed", lambda: set14_psnr(
                lambda lr: up.upscale_rgb(lr.astype(np.float32), np.uint8)[0].astype(np.float32), set14_root())))
 
 
 @pytest.mark.parametrize("threads", THREADS)
-def test_adabm_upscale_with_png_io(benchmark, frame, threads, quick):
+def test_adabm_upscale_with_png_io(macs, benchmark, frame, threads, quick):
     """The CLI's work on one PNG: read it, compute, and write the 1080p PNG as its bands are finished."""
     from runtime import images
     from runtime.jobs import Job
@@ -215,12 +222,12 @@ def test_adabm_upscale_with_png_io(benchmark, frame, threads, quick):
         records, failures = process(jobs, up)
         assert len(records) == 1 and not failures
     record(benchmark, run, row="AdaBM runtime.upscale, routed, PNG in/out", threads=threads,
-           pixels=frame.shape[0] * frame.shape[1], macs_per_pixel=MACS[True], quick=quick, input_name="frame",
+           pixels=frame.shape[0] * frame.shape[1], macs_per_pixel=macs[True], quick=quick, input_name="frame",
            accuracy=None, bare=bare_variant(frame, threads))
 
 
 @pytest.mark.parametrize("threads", THREADS)
-def test_adabm_upscale_folder_of_frames(benchmark, frame, threads, quick):
+def test_adabm_upscale_folder_of_frames(macs, benchmark, frame, threads, quick):
     """The CLI's loop over a folder of PNG frames: each frame is encoded and written while the next one
     computes. Per-frame time (the report divides by the frame count)."""
     from runtime import images
@@ -237,7 +244,7 @@ def test_adabm_upscale_folder_of_frames(benchmark, frame, threads, quick):
         records, failures = process(jobs, up)
         assert len(records) == frames and not failures
     record(benchmark, run, row=f"AdaBM runtime.upscale, routed, PNG in/out, per frame of {frames}",
-           threads=threads, pixels=frame.shape[0] * frame.shape[1], macs_per_pixel=MACS[True], quick=quick,
+           threads=threads, pixels=frame.shape[0] * frame.shape[1], macs_per_pixel=macs[True], quick=quick,
            input_name="frame", accuracy=None, frames=frames, bare=bare_variant(frame, threads))
 
 
@@ -274,3 +281,43 @@ def test_peak_memory_grows_with_the_output_not_with_floats(benchmark, quick):
         {"input": f"{w}x{h}", "output": f"{w * s}x{h * s}", "peak_rss_mib": peaks[(h, w)],
          "uint8_output_mib": h * s * w * s * 3 / 2 ** 20, "float_output_mib": h * s * w * s * 3 * 4 / 2 ** 20}
         for h, w in sizes])
+
+
+# The published sizes: RDN config B (AdaBM's rdn_baseline), SRResNet 16 x 64, CARN, realesr-general-x4v3.
+ARCHITECTURES = {"RDN": ("rdn", dict(g0=64, n_blocks=16, n_convs=8, growth=64)),
+                 "SRResNet": ("srresnet", dict(n_blocks=16, n_feats=64)), "CARN": ("carn", dict(n_feats=64)),
+                 "SRVGGNetCompact": ("srvgg", dict(n_feats=64, n_convs=32))}
+
+
+@pytest.fixture(scope="session")
+def architecture_graphs(quick) -> dict[str, tuple[Path, Path, int, int]]:
+    """name -> (plain FP32 graph, AdaBM INT8 variant 0, plain MACs, exported MACs per LR pixel) for random-weight
+    models of each architecture at its published size (tiny ones with --quick); ranges from FP statistics."""
+    from adabm_deploy.models import load_network
+    from adabm_deploy.quant import QuantGraph
+    from benchmarks import zoo
+    from export.qdq import build_model
+    out = {}
+    for name, (kind, size) in ARCHITECTURES.items():
+        net = load_network(zoo.save(kind, WORK, 4, **({} if quick else size)))
+        qm = zoo.observed(QuantGraph(net.graph, 8, 8, full_quant=True))
+        paths = WORK / f"{kind}_fp32.onnx", WORK / f"{kind}_int8.onnx"
+        onnx.save(build_model(qm, None, rewrite=False), paths[0])
+        onnx.save(build_model(qm, 0), paths[1])
+        out[name] = (*paths, macs_per_lr_pixel(net.graph, False), macs_per_lr_pixel(net.graph, True))
+    return out
+
+
+@pytest.mark.parametrize("graph", ["fp32", "int8"])
+@pytest.mark.parametrize("arch", list(ARCHITECTURES))
+@pytest.mark.parametrize("threads", THREADS)
+def test_architecture(benchmark, architecture_graphs, patches, arch, graph, threads, quick):
+    """Every architecture beside EDSR: ORT FP32 (plain graph) against its AdaBM INT8 variant (W8A8 base bits,
+    the bundled model's setting) on one 96x96 LR patch. Random weights: latency only, no accuracy column."""
+    fp32, int8, plain_macs, int8_macs = architecture_graphs[arch]
+    sess = ort_session(fp32 if graph == "fp32" else int8, threads)
+    x = patches[:1]
+    row = f"{arch} ORT FP32" if graph == "fp32" else f"{arch} AdaBM INT8 variant +0"
+    record(benchmark, lambda: sess.run(None, {"lr": x}), row=row, threads=threads,
+           pixels=x.shape[2] * x.shape[3], macs_per_pixel=plain_macs if graph == "fp32" else int8_macs,
+           quick=quick, input_name="patch", accuracy=None)

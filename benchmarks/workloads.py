@@ -11,8 +11,8 @@ import pytest
 
 from adabm_deploy.data import open_benchmark
 from adabm_deploy.metrics import psnr, to_uint8
-from adabm_deploy.models.edsr import upsampler_stages
-from export.graph import padded_group
+from adabm_deploy.network.graph import MOVES, Graph
+from export.qdq import padded_group, subpixel_convs
 
 REPO = Path(__file__).resolve().parents[1]
 SHARED = REPO.parent / "shared"
@@ -26,22 +26,24 @@ def shared(*parts: str) -> Path:
     return path
 
 
-def macs_per_lr_pixel(n_blocks: int, n_feats: int, scale: int, n_colors: int = 3, subpixel_tail: bool = False
-                      ) -> int:
-    """Multiply-accumulates of the EDSR convs per LR pixel. The sub-pixel tail computes a 2x2 conv with padded
-    output channels before the last shuffle instead of the 3-channel 3x3 conv after it (export.graph)."""
-    k = 9
-    macs = k * n_colors * n_feats + (2 * n_blocks + 1) * k * n_feats * n_feats
-    res = 1
-    stages = upsampler_stages(scale)
-    for r in stages:
-        macs += res * res * k * n_feats * n_feats * r * r
-        res *= r
-    if subpixel_tail:
-        last = stages[-1]
-        macs += (res // last) ** 2 * 4 * n_feats * last * last * padded_group(n_colors, last) * last * last
-    else:
-        macs += res * res * k * n_feats * n_colors
+def macs_per_lr_pixel(graph: Graph, rewrite: bool) -> int:
+    """Multiply-accumulates of the network's convs per LR pixel. With the rewrite, a conv that export.qdq turns
+    into a sub-pixel conv computes a 2x2 conv with padded output channels before its shuffle instead of the
+    3x3 conv after it."""
+    area: dict[str, int] = {}  # output pixels per LR pixel
+    rewritten = subpixel_convs(graph) if rewrite else {}
+    macs = 0
+    for node in graph.nodes.values():
+        area[node.name] = 1 if node.op == "input" else area[node.inputs[0]] * (
+            node.factor ** 2 if node.op in MOVES else 1)
+        if node.op == "conv":
+            c_out, c_in, k, _ = node.weight.shape
+            if node.name in rewritten:
+                shuffle = rewritten[node.name]
+                r = shuffle.factor
+                macs += area[shuffle.inputs[0]] * 4 * c_in * r * r * padded_group(c_out, r) * r * r
+            else:
+                macs += area[node.inputs[0]] * k * k * c_in * c_out
     return macs
 
 

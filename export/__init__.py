@@ -1,1 +1,1 @@
-"""Exporter: a calibrated QuantEDSR -> model directory of FP32 and INT8 QDQ ONNX graphs."""
+"""Exporter: a calibrated QuantGraph -> model directory of FP32 and INT8 QDQ ONNX graphs (qdq.py writes them)."""

@@ -20,7 +20,7 @@ import torch
 from adabm_deploy import artifact
 from adabm_deploy.calibrate import PRESETS, Settings, calibrate
 from adabm_deploy.errors import UserError, run_cli
-from adabm_deploy.models import load_edsr
+from adabm_deploy.models import load_network
 
 from . import model_dir
 
@@ -33,7 +33,8 @@ OPSETS = range(13, 22)  # per-axis QDQ needs 13; the reference evaluator needs 1
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m export", description=__doc__.splitlines()[0])
-    p.add_argument("model", type=Path, help="EDSR checkpoint (.pt)")
+    p.add_argument("model", type=Path, help="checkpoint (EDSR, RDN, SRResNet, CARN, SRVGGNetCompact)")
+    p.add_argument("--scale", type=int, help="the scale of a multi-scale checkpoint (CARN); else checked")
     p.add_argument("--qconfig", type=Path, help="calibration artifact from python -m adabm_deploy.calibrate")
     p.add_argument("-o", "--output", type=Path, help="model directory to write (default: <checkpoint name>_adabm)")
     p.add_argument("--opset", type=int, default=19, help=f"ONNX opset, {OPSETS.start}..{OPSETS.stop - 1}")
@@ -52,7 +53,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = args.output or Path(f"{args.model.stem}_adabm")
     model_dir.check_writable(out, args.force)
     if args.qconfig is not None:
-        qm = artifact.load(args.qconfig, load_edsr(args.model), args.model)
+        qm = artifact.load(args.qconfig, load_network(args.model, args.scale))
         data = artifact.read(args.qconfig)
     else:
         if args.device == "cuda" and not torch.cuda.is_available():
@@ -62,9 +63,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings(**DEFAULT_CALIBRATION, preset=args.preset, **PRESETS[args.preset])
         print(f"calibrating {args.model} ({settings.method} W{settings.w_bits}A{settings.a_bits}, "
               f"preset {args.preset}) on {args.calib_dir}", file=sys.stderr)
-        qm, data = calibrate(args.model, args.calib_dir, settings, args.device, progress=sys.stderr.isatty())
+        qm, data = calibrate(args.model, args.calib_dir, settings, args.device, progress=sys.stderr.isatty(),
+                             scale=args.scale)
     start = time.perf_counter()
-    m = model_dir.write(out, qm, args.model, data, args.opset, args.force)
+    m = model_dir.write(out, qm, data, args.opset, args.force)
     fabs = ", ".join(f"{f:+d}: FAB {v.fab:.2f}" for f, v in m.variants.items())
     print(f"wrote {out} in {time.perf_counter() - start:.1f} s: x{m.scale}, thresholds "
           f"{m.thresholds[0]:.1f} / {m.thresholds[1]:.1f}, variants {fabs}")

@@ -15,10 +15,10 @@ import onnx
 
 from adabm_deploy.errors import UserError
 from adabm_deploy.models.checkpoint import sha256_file
-from adabm_deploy.quant.qedsr import QuantEDSR
+from adabm_deploy.quant.qgraph import QuantGraph
 from runtime import manifest
 
-from .graph import build_model
+from .qdq import build_model
 
 PATCH_SIZE = 96  # the paper's patch-wise protocol; the runtime's default tile size
 ARTIFACT_FILE = "calibration.json"
@@ -71,23 +71,21 @@ def _save(model: onnx.ModelProto, path: Path) -> dict[str, str]:
     return {"file": path.name, "sha256": sha256_file(path)}
 
 
-def _fill(staging: Path, qm: QuantEDSR, checkpoint: Path, artifact_data: dict[str, Any], opset: int) -> None:
+def _fill(staging: Path, qm: QuantGraph, artifact_data: dict[str, Any], opset: int) -> None:
     (staging / ARTIFACT_FILE).write_text(json.dumps(artifact_data, indent=1) + "\n")
     variants = []
     for factor in manifest.FACTORS:
         entry = _save(build_model(qm, factor, opset), staging / variant_file(factor))
         bits = qm.variant_bits(factor)
         variants.append({"factor": factor, **entry, "layer_bits": bits, "fab": sum(bits) / len(bits)})
-    cfg = qm.cfg
     payload = {
-        "scale": cfg.scale,
+        "scale": qm.scale,
         "patch_size": PATCH_SIZE,
         "io": {"input": "lr", "output": "sr", "layout": "NCHW float32 RGB 0..255"},
         "complexity": {"thresholds": list(qm.image2bit.thresholds())},  # non-adaptive: all variants equal
         "fp32": _save(build_model(qm, None, opset), staging / variant_file(None)),
         "variants": variants,
-        "checkpoint": {"file": Path(checkpoint).name, "sha256": sha256_file(checkpoint), "n_blocks": cfg.n_blocks,
-                       "n_feats": cfg.n_feats, "n_colors": cfg.n_colors},
+        "checkpoint": artifact_data["checkpoint"],
         "calibration": {"file": ARTIFACT_FILE, "sha256": sha256_file(staging / ARTIFACT_FILE),
                         "method": artifact_data["settings"]["method"], "w_bits": qm.w_bits, "a_bits": qm.a_bits,
                         "full_quant": qm.full_quant, "adaptive": qm.adaptive_bits,
@@ -99,7 +97,7 @@ def _fill(staging: Path, qm: QuantEDSR, checkpoint: Path, artifact_data: dict[st
     manifest.load(staging)  # the runtime's own validation, before anything is renamed into place
 
 
-def write(out_dir: Path, qm: QuantEDSR, checkpoint: Path, artifact_data: dict[str, Any], opset: int,
+def write(out_dir: Path, qm: QuantGraph, artifact_data: dict[str, Any], opset: int,
           force: bool = False) -> manifest.Manifest:
     out_dir = Path(os.path.abspath(out_dir))  # normalised: ".." must compare equal to the parent
     check_writable(out_dir, force)
@@ -107,7 +105,7 @@ def write(out_dir: Path, qm: QuantEDSR, checkpoint: Path, artifact_data: dict[st
     retired = out_dir.with_name(f".{out_dir.name}.old-{os.getpid()}")
     try:
         staging.mkdir()
-        _fill(staging, qm, checkpoint, artifact_data, opset)
+        _fill(staging, qm, artifact_data, opset)
         if out_dir.exists():
             os.replace(out_dir, retired)
         try:

@@ -33,33 +33,24 @@ def benchmark_root() -> Path:
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory) -> Path:
-    """A model directory of a 1-block, 8-channel EDSR x4 with random weights and fixed ranges, written by the
-    exporter: the real runtime path (three INT8 variants, manifest, hashes) at a fraction of the compute."""
+    """A model directory of a 2-block, 16-channel EDSR x4 with random weights and ranges observed on random
+    images, written by the exporter: the real runtime path (three INT8 variants, manifest, hashes) at a
+    fraction of the compute."""
     import torch
 
+    from benchmarks import zoo
     from adabm_deploy import artifact
-    from adabm_deploy.models.edsr import EDSR, EDSRConfig
-    from adabm_deploy.quant import QuantEDSR
+    from adabm_deploy.models import load_network
+    from adabm_deploy.quant import QuantGraph
     from export import model_dir
 
     root = tmp_path_factory.mktemp("tiny")
-    torch.manual_seed(0)
-    fp = EDSR(EDSRConfig(n_blocks=1, n_feats=8, scale=4)).eval()
-    with torch.no_grad():
-        for shift, sign in ((fp.sub_mean, -1.0), (fp.add_mean, 1.0)):
-            shift.weight.copy_(torch.eye(3)[:, :, None, None])
-            shift.bias.fill_(sign * 114.0)
-    checkpoint = root / "tiny_x4.pt"
-    torch.save(fp.state_dict(), checkpoint)
-    qm = QuantEDSR(fp, 8, 8, full_quant=True)
-    for q in qm.act_quantizers():
-        q.set_bounds(-60.0, 60.0)
-    for conv in qm.qconvs():
-        conv.wq.init_clip(conv.weight, "minmax")
+    network = load_network(zoo.save("edsr", root, 4))
+    qm = zoo.observed(QuantGraph(network.graph, 8, 8, full_quant=True))
     with torch.no_grad():
         qm.image2bit.lower.fill_(10.0)
         qm.image2bit.upper.fill_(40.0)
-        qm.layer2bit.m.copy_(torch.tensor([-1.0, 0.0]))
-    payload = artifact.to_dict(qm, checkpoint, {"method": "minmax"}, {"fab_calibration_images": 8.0})
-    model_dir.write(root / "model", qm, checkpoint, payload, 19)
+        qm.layer2bit.m.copy_(torch.tensor([-1.0, 0.0, 1.0, 0.0]))
+    payload = artifact.to_dict(qm, network, {"method": "minmax"}, {"fab_calibration_images": 8.0})
+    model_dir.write(root / "model", qm, payload, 19)
     return root / "model"

@@ -13,7 +13,7 @@ from adabm_deploy.calibrate import PatchSampler, Settings, calibrate
 from adabm_deploy.data import calibration_images
 from adabm_deploy.errors import UserError
 from adabm_deploy.experiments import ROWS, reuse_artifact, row_settings
-from adabm_deploy.models import load_edsr
+from adabm_deploy.models import load_network
 from conftest import shared_path
 
 TINY = dict(n_images=12, patch=32, batch=2, epochs=3, iters_per_epoch=8, stats_batch=6)
@@ -64,22 +64,24 @@ def test_adabm_artifact_records_mappings_and_settings(calibrated):
     assert payload["settings"]["p_i"] == 10 and payload["settings"]["lambda_bit"] == 50
     assert len(payload["report"]["epoch_losses"]) == 3
     assert payload["variant_bits"]["0"] == [min(8, max(2, 4 + f)) for f in payload["layer_factors"]]
+    assert payload["adaptive_layers"] == [f"body.{i}.body.{c}" for i in range(8) for c in (0, 2)]
+    assert payload["checkpoint"]["architecture"] == "EDSR" and payload["checkpoint"]["config"]["scale"] == 2
 
 
 def test_artifact_round_trip_and_validation(calibrated, x2_checkpoint, x4_checkpoint, tmp_path):
     qm, payload = calibrated["adabm"]
     path = tmp_path / "a.json"
     artifact.save(path, payload)
-    loaded = artifact.load(path, load_edsr(x2_checkpoint), x2_checkpoint)
+    loaded = artifact.load(path, load_network(x2_checkpoint))
     x, c = torch.rand(1, 3, 20, 20) * 255, torch.tensor([30.0])
     with torch.no_grad():
         assert torch.equal(loaded(x, c), qm(x, c))
     with pytest.raises(UserError, match="calibrated for another checkpoint"):
-        artifact.load(path, load_edsr(x4_checkpoint), x4_checkpoint)
+        artifact.load(path, load_network(x4_checkpoint))
     broken = dict(payload, activations={k: v for k, v in list(payload["activations"].items())[1:]})
     artifact.save(path, broken)
-    with pytest.raises(UserError, match="activation points do not match"):
-        artifact.load(path, load_edsr(x2_checkpoint), x2_checkpoint)
+    with pytest.raises(UserError, match="quantization points do not match"):
+        artifact.load(path, load_network(x2_checkpoint))
     path.write_text(json.dumps(dict(payload, version=99)))
     with pytest.raises(UserError, match="version 99 not supported"):
         artifact.read(path)
@@ -92,7 +94,7 @@ def test_quantized_model_in_fp_mode_is_the_fp32_network(calibrated, x2_checkpoin
     qm = calibrated["adabm"][0]
     x = torch.rand(1, 3, 16, 16) * 255
     with torch.no_grad(), qm.fp_mode():
-        assert torch.allclose(qm(x), load_edsr(x2_checkpoint)(x), atol=1e-4)
+        assert torch.allclose(qm(x), load_network(x2_checkpoint).module(x), atol=1e-4)
 
 
 def test_cli_bad_inputs_exit_2_and_write_nothing(tmp_path, x2_checkpoint, t91):
@@ -129,7 +131,7 @@ def test_cuda_graph_step_gives_the_eager_gradients(x2_checkpoint, t91):
     calib.exact_cuda_convs()
     torch.backends.cudnn.benchmark, torch.backends.cudnn.deterministic = False, True
     s = Settings(w_bits=4, a_bits=4, full_quant=True, **TINY)
-    qm = calib.QuantEDSR(load_edsr(x2_checkpoint), 4, 4, True).cuda()
+    qm = calib.QuantGraph(load_network(x2_checkpoint).graph, 4, 4, True).cuda()
     sampler = PatchSampler(calibration_images(t91, s.n_images, 2, 0), s.patch, 0)
     calib.initialise(qm, sampler, s, "cuda")
     tuned = [p for params, _ in calib.param_groups(qm, s).values() for p in params]

@@ -1,4 +1,6 @@
-"""The exporter: graph design, the model-directory contract, fidelity to the PyTorch simulation, bad input."""
+"""The exporter: graph rules, fidelity to the PyTorch simulation on fresh exports of every architecture, the
+integer range of every activation, the model-directory contract, bad input."""
+import itertools
 import json
 import subprocess
 import sys
@@ -9,20 +11,43 @@ import onnxruntime as ort
 import pytest
 import torch
 
+from benchmarks import zoo
 from adabm_deploy import artifact
 from adabm_deploy.calibrate import Settings, calibrate
 from adabm_deploy.data import open_benchmark
 from adabm_deploy.images import read_rgb
 from adabm_deploy.metrics import psnr, to_uint8
-from adabm_deploy.models import load_edsr
-from adabm_deploy.models.edsr import EDSR, EDSRConfig
-from adabm_deploy.quant import QuantEDSR
+from adabm_deploy.models import load_network, sha256_file
+from adabm_deploy.network.graph import run as run_graph
+from adabm_deploy.quant import QuantGraph
 from conftest import REPO, shared_path
-from export.graph import build_model
+from export import model_dir
+from export.qdq import build_model
 from runtime import manifest
 
 BUNDLED = REPO / "runtime" / "models" / "edsr_baseline_x4"
 TINY = dict(n_images=8, patch=32, batch=2, epochs=2, iters_per_epoch=4, stats_batch=4)
+ARCHS = ["edsr", "rdn", "srresnet", "carn", "srvgg"]
+# Worst mutual Y-PSNR (ORT vs simulation, over the three variants) of a correct export, random weights: a full
+# W4A4 export is exact or within a rounding flip (61.5-inf dB measured); dropping the b-bit Clip gives
+# 41-57 dB. Body-only keeps outer convs in float, whose last-bit differences between PyTorch and ORT flip a few
+# codes at the first quantization point: RDN (two float convs before it) bottoms out at 48.6 dB there.
+FIDELITY_DB = {"full": 60.0, "body": 45.0}
+
+
+def session(path, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL, optimized_to=None):
+    so = ort.SessionOptions()
+    so.graph_optimization_level = level
+    so.intra_op_num_threads = 2
+    so.log_severity_level = 3
+    if optimized_to:
+        so.optimized_model_filepath = str(optimized_to)
+    source = path.SerializeToString() if isinstance(path, onnx.ModelProto) else str(path)
+    return ort.InferenceSession(source, so, providers=["CPUExecutionProvider"])
+
+
+def run_image(sess, lr: np.ndarray) -> np.ndarray:
+    return sess.run(None, {"lr": lr.transpose(2, 0, 1)[None].astype(np.float32)})[0][0].transpose(1, 2, 0)
 
 
 def run_export(*args: str) -> subprocess.CompletedProcess:
@@ -30,17 +55,27 @@ def run_export(*args: str) -> subprocess.CompletedProcess:
                           cwd=REPO)
 
 
-def session(path, level=ort.GraphOptimizationLevel.ORT_ENABLE_ALL, optimized_to=None):
-    so = ort.SessionOptions()
-    so.graph_optimization_level = level
-    so.intra_op_num_threads = 2
-    if optimized_to:
-        so.optimized_model_filepath = str(optimized_to)
-    return ort.InferenceSession(str(path), so, providers=["CPUExecutionProvider"])
+def fused_ops(model, tmp_path) -> list[str]:
+    session(model, optimized_to=tmp_path / "opt.onnx")
+    return [n.op_type for n in onnx.load(tmp_path / "opt.onnx").graph.node]
 
 
-def run_image(sess, lr: np.ndarray) -> np.ndarray:
-    return sess.run(None, {"lr": lr.transpose(2, 0, 1)[None].astype(np.float32)})[0][0].transpose(1, 2, 0)
+def with_factors(qm: QuantGraph) -> QuantGraph:
+    """Thresholds at 10 / 40 and layer factors cycling -1, 0, +1, so the three variants differ."""
+    with torch.no_grad():
+        qm.image2bit.lower.fill_(10.0)
+        qm.image2bit.upper.fill_(40.0)
+        qm.layer2bit.m.copy_(torch.tensor([(-1.0, 0.0, 1.0)[i % 3] for i in range(qm.layer2bit.m.numel())]))
+    return qm
+
+
+COMPLEXITY_FOR = {-1: 5.0, 0: 25.0, 1: 50.0}  # on each side of the thresholds above
+
+
+@pytest.fixture(scope="module")
+def zoo_networks(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("zoo")
+    return {kind: load_network(zoo.save(kind, folder, 4)) for kind in ARCHS}
 
 
 @pytest.fixture(scope="module")
@@ -57,30 +92,91 @@ def tiny_artifact(x2_checkpoint, tmp_path_factory):
 def bundled_sim(x4_checkpoint):
     """The bundled model's calibration rebuilt as the PyTorch simulation it was exported from."""
     m = manifest.load(BUNDLED)
-    qm = artifact.load(BUNDLED / m.raw["calibration"]["file"], load_edsr(x4_checkpoint), x4_checkpoint)
-    return m, qm
+    return m, artifact.load(BUNDLED / m.raw["calibration"]["file"], load_network(x4_checkpoint))
 
 
 def test_qdq_graphs_check_fuse_to_integer_convs_and_fp32_graph_matches_torch(x2_checkpoint, tmp_path):
-    qm = QuantEDSR(load_edsr(x2_checkpoint), 4, 4, full_quant=True)
-    for q in qm.act_quantizers():
-        q.set_bounds(-50.0, 50.0)
-    for conv in qm.qconvs():
-        conv.wq.init_clip(conv.weight, "minmax")
+    network = load_network(x2_checkpoint)
+    qm = zoo.observed(QuantGraph(network.graph, 4, 4, full_quant=True))
     x = torch.rand(1, 3, 20, 24) * 255
-    for subpixel_tail in (True, False):
-        for factor in (None, -1, 0, 1):
-            model = build_model(qm, factor, subpixel_tail=subpixel_tail)
-            onnx.checker.check_model(model, full_check=True)
-            path, opt = tmp_path / "m.onnx", tmp_path / "opt.onnx"
-            onnx.save(model, path)
-            y = session(path, optimized_to=opt).run(None, {"lr": x.numpy()})[0]
-            conv_ops = [n.op_type for n in onnx.load(opt).graph.node if "Conv" in n.op_type]
-            if factor is None:
-                with torch.no_grad(), qm.fp_mode():
-                    assert np.abs(y - qm(x).numpy()).max() < 0.05  # the sub-pixel tail rewrite is exact
-            else:
-                assert conv_ops and all(op == "QLinearConv" for op in conv_ops), conv_ops
+    for rewrite, factor in itertools.product((True, False), (None, -1, 0, 1)):
+        model = build_model(qm, factor, rewrite=rewrite)
+        onnx.checker.check_model(model, full_check=True)
+        y = session(model).run(None, {"lr": x.numpy()})[0]
+        conv_ops = [op for op in fused_ops(model, tmp_path) if "Conv" in op]
+        if factor is None:
+            with torch.no_grad():
+                assert np.abs(y - run_graph(network.graph, x).numpy()).max() < 0.05  # the rewrites are exact
+        else:
+            assert conv_ops and all(op == "QLinearConv" for op in conv_ops), conv_ops
+
+
+@pytest.mark.parametrize("kind", ARCHS)
+def test_fresh_exports_of_every_architecture_match_the_simulation(kind, zoo_networks):
+    """ORT (all optimizations) vs the simulation forced to each variant's image factor, on fresh exports of
+    random-weight models: W4A4 and W8A8, full and body-only, per-tensor and per-channel weights."""
+    network = zoo_networks[kind]
+    x = torch.from_numpy(np.random.default_rng(0).uniform(0, 255, (1, 3, 20, 24)).astype(np.float32))
+    worst = {}
+    for (w, a), full, per_channel in itertools.product([(4, 4), (8, 8)], [True, False], [False, True]):
+        qm = with_factors(zoo.observed(QuantGraph(network.graph, w, a, full, per_channel)))
+        for factor in (-1, 0, 1):
+            y = session(build_model(qm, factor)).run(None, {"lr": x.numpy()})[0]
+            with torch.no_grad():
+                sim = qm(x, torch.tensor([COMPLEXITY_FOR[factor]]))
+            mutual = psnr(to_uint8(y[0].transpose(1, 2, 0)), to_uint8(sim[0].permute(1, 2, 0).numpy()))
+            key = (f"W{w}A{a}", "full" if full else "body", "per-channel" if per_channel else "per-tensor")
+            worst[key] = min(worst.get(key, np.inf), mutual)
+    failed = {k: round(v, 1) for k, v in worst.items() if v < FIDELITY_DB[k[1]]}
+    assert not failed, failed
+
+
+def expected_bits(data: dict, point: str, factor: int) -> int:
+    """A point's bit-width in variant `factor`, read from the calibration artifact alone."""
+    bits = data["activations"][point]["bits"]
+    if bits == "adaptive":
+        return data["variant_bits"][str(factor)][data["adaptive_layers"].index(point.rsplit(".in", 1)[0])]
+    return data["a_bits"] if bits == "fixed" else 8
+
+
+def integer_ranges(model: onnx.ModelProto) -> dict[str, int]:
+    """Per activation point: the largest uint8 code its QuantizeLinear can pass on (the Clip after it, or 255)."""
+    consts = {t.name: onnx.numpy_helper.to_array(t) for t in model.graph.initializer}
+    after = {i: n for n in model.graph.node for i in n.input}
+    ranges = {}
+    for node in model.graph.node:
+        if node.op_type == "QuantizeLinear" and node.input[1] not in ("",) and ".w_" not in node.input[0]:
+            point = node.name.rsplit(".q_", 1)[0]
+            nxt = after.get(node.output[0])
+            ranges[point] = int(consts[nxt.input[2]]) if nxt is not None and nxt.op_type == "Clip" else 255
+    return ranges
+
+
+@pytest.mark.parametrize("kind", ["edsr", "rdn"])
+def test_every_activation_range_in_each_graph_is_the_artifacts_bits_for_its_variant(kind, zoo_networks, tmp_path):
+    network = zoo_networks[kind]
+    for full in (True, False):
+        qm = with_factors(zoo.observed(QuantGraph(network.graph, 4, 4, full)))
+        data = artifact.to_dict(qm, network, {"method": "adabm"}, {})
+        m = model_dir.write(tmp_path / f"{kind}_{full}", qm, data, 19)
+        assert len({tuple(v.layer_bits) for v in m.variants.values()}) == 3  # the variants differ
+        for factor, variant in m.variants.items():
+            ranges = integer_ranges(onnx.load(variant.path))
+            assert set(ranges) == set(data["activations"])
+            wrong = {p: (r, 2 ** expected_bits(data, p, factor) - 1) for p, r in ranges.items()
+                     if r != 2 ** expected_bits(data, p, factor) - 1}
+            assert not wrong, (factor, wrong)
+
+
+def test_bias_codes_are_the_bias_over_the_accumulator_scale_rounded_half_to_even():
+    """The int32 bias QLinearConv adds, computed here independently with numpy (float32, as the graph's scales
+    are): half-way cases go to even, as QuantizeLinear rounds."""
+    from adabm_deploy.quant.arith import bias_codes
+    bias = np.array([0.25, -0.25, 0.75, 1.25, -2.5, 0.0, 3.0, -7.5, 1.3, -2.6], np.float32)
+    acc_scale = np.array([[0.5, 0.5, 0.5, 0.5, 1.0, 0.3, 2.0, 1.0, 0.1, 0.1]], np.float32)
+    expected = np.round(bias / acc_scale)
+    assert expected.tolist()[0][:8] == [0.0, -0.0, 2.0, 2.0, -2.0, 0.0, 2.0, -8.0]
+    assert bias_codes(torch.from_numpy(bias), torch.from_numpy(acc_scale)).numpy().tolist() == expected.tolist()
 
 
 @pytest.mark.parametrize("scale", [2, 3, 4])
@@ -88,25 +184,15 @@ def test_uint8_pixel_shuffles_compute_what_pytorch_does(scale, tmp_path):
     """The INT8 graphs shuffle pixels on uint8, channels-last, with the conv's output channels reordered (and
     3 colours padded to 4 per sub-pixel position): x2, x3 and the two-stage x4 upsampler against PyTorch's
     PixelShuffle in the simulation. A wrong channel order scrambles pixels and misses by far more than 1 LSB."""
-    torch.manual_seed(scale)
-    fp = EDSR(EDSRConfig(n_blocks=1, n_feats=16, scale=scale)).eval()
-    with torch.no_grad():
-        for shift, sign in ((fp.sub_mean, -1.0), (fp.add_mean, 1.0)):
-            shift.weight.copy_(torch.eye(3)[:, :, None, None])
-            shift.bias.fill_(sign * 114.0)
-    qm = QuantEDSR(fp, 8, 8, full_quant=True)
-    for q in qm.act_quantizers():
-        q.set_bounds(-20.0, 20.0)
-    for conv in qm.qconvs():
-        conv.wq.init_clip(conv.weight, "minmax")
+    network = load_network(zoo.save("edsr", tmp_path, scale))
+    qm = zoo.observed(QuantGraph(network.graph, 8, 8, full_quant=True))
     x = torch.rand(1, 3, 11, 13) * 255
-    path, opt = tmp_path / "m.onnx", tmp_path / "opt.onnx"
-    onnx.save(build_model(qm, 0), path)
-    y = session(path, optimized_to=opt).run(None, {"lr": x.numpy()})[0]
-    assert "DepthToSpace" not in [n.op_type for n in onnx.load(opt).graph.node]
+    model = build_model(qm, 0)
+    y = session(model).run(None, {"lr": x.numpy()})[0]
+    assert "DepthToSpace" not in fused_ops(model, tmp_path)
     with torch.no_grad():
         sim = qm(x, torch.tensor([sum(qm.image2bit.thresholds()) / 2])).numpy()
-    lsb = qm.q_tail[-1].qparams(8)[0]
+    lsb = qm.quantizer["tail.1.out"].qparams(8)[0]
     assert y.shape == sim.shape == (1, 3, 11 * scale, 13 * scale)
     assert np.abs(y - sim).max() <= 1.01 * lsb and np.mean(np.abs(y - sim) > 1e-3) < 0.01
 
@@ -115,20 +201,28 @@ def test_bundled_model_is_valid_and_every_variant_runs_integer_convs(x4_checkpoi
     m = manifest.load(BUNDLED)  # checks format, complexity definition and every file's sha256
     raw = m.raw
     assert m.scale == 4 and m.patch_size == 96 and m.thresholds[0] < m.thresholds[1]
-    assert raw["checkpoint"]["sha256"] == artifact.sha256_file(x4_checkpoint)
+    assert raw["checkpoint"]["sha256"] == sha256_file(x4_checkpoint)
     assert raw["calibration"]["method"] == "adabm" and raw["calibration"]["full_quant"]
-    assert raw["calibration"]["sha256"] == artifact.sha256_file(BUNDLED / raw["calibration"]["file"])
+    assert raw["calibration"]["sha256"] == sha256_file(BUNDLED / raw["calibration"]["file"])
     sizes = sum(p.stat().st_size for p in BUNDLED.iterdir())
     assert sizes < 16e6, "the bundled model directory must stay small enough for the repository"
     fabs = [m.variants[f].fab for f in manifest.FACTORS]
     assert fabs == sorted(fabs) and all(2 <= b <= 8 for f in manifest.FACTORS for b in m.variants[f].layer_bits)
     for f, v in m.variants.items():
         onnx.checker.check_model(onnx.load(v.path), full_check=True)
-        opt = tmp_path / f"opt{f}.onnx"
-        session(v.path, optimized_to=opt)
-        ops = [n.op_type for n in onnx.load(opt).graph.node]
+        ops = fused_ops(v.path, tmp_path)
         assert ops.count("QLinearConv") == 2 * 16 + 2 + 3 and "Conv" not in ops, sorted(set(ops))
         assert ops.count("QLinearAdd") == 16 + 1 + 16  # residual adds, skip, requantizations
+
+
+def test_bundled_model_directory_is_what_the_exporter_writes_from_its_calibration(bundled_sim, tmp_path):
+    m, qm = bundled_sim
+    data = json.loads((BUNDLED / "calibration.json").read_text())
+    again = model_dir.write(tmp_path / "again", qm, data, m.raw["opset"])
+    for name in ["fp32.onnx", *(v.path.name for v in m.variants.values()), "calibration.json"]:
+        assert (tmp_path / "again" / name).read_bytes() == (BUNDLED / name).read_bytes(), name
+    assert {k: v for k, v in again.raw.items() if k != "producer"} == \
+        {k: v for k, v in m.raw.items() if k != "producer"}
 
 
 @pytest.mark.parametrize("set_name", ["Set5", "Set14"])
@@ -218,7 +312,7 @@ def test_export_cli_writes_a_complete_model_directory(tiny_artifact, x2_checkpoi
     assert m.scale == 2 and list(m.thresholds) == pytest.approx(data["i2b_thresholds"])
     for f, v in m.variants.items():
         assert v.layer_bits == data["variant_bits"][str(f)]
-    assert m.raw["calibration"]["sha256"] == artifact.sha256_file(out / "calibration.json")
+    assert m.raw["calibration"]["sha256"] == sha256_file(out / "calibration.json")
     assert m.raw["opset"] == 19 and onnx.load(m.fp32).opset_import[0].version == 19
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".")], "staging folder left behind"
     # an existing directory is kept unless --force; with --force it is replaced as a whole
@@ -247,7 +341,7 @@ def test_export_bad_inputs_exit_2_and_leave_no_directory(tiny_artifact, x2_check
     blocker.write_text("not a folder")
     cases = [
         ([tmp_path / "none.pt", "--qconfig", tiny_artifact], "checkpoint not found"),
-        ([foreign, "--qconfig", tiny_artifact], "foreign.pt"),
+        ([foreign, "--qconfig", tiny_artifact], "foreign.pt: not a known checkpoint layout; closest is"),
         ([x4_checkpoint, "--qconfig", tiny_artifact], "calibrated for another checkpoint"),
         ([x2_checkpoint, "--qconfig", tmp_path / "none.json"], "calibration artifact not found"),
         ([x2_checkpoint, "--calib-dir", tmp_path / "no_images_here"], "calibration folder not found"),
@@ -266,17 +360,16 @@ def test_export_bad_inputs_exit_2_and_leave_no_directory(tiny_artifact, x2_check
 
 def test_failure_while_writing_leaves_no_partial_directory(tiny_artifact, x2_checkpoint, tmp_path, monkeypatch):
     from adabm_deploy.errors import UserError
-    from export import model_dir
-    qm = artifact.load(tiny_artifact, load_edsr(x2_checkpoint), x2_checkpoint)
+    qm = artifact.load(tiny_artifact, load_network(x2_checkpoint))
     data = artifact.read(tiny_artifact)
     out = tmp_path / "model"
-    model_dir.write(out, qm, x2_checkpoint, data, 19)
+    model_dir.write(out, qm, data, 19)
     before = {p.name: p.read_bytes() for p in out.iterdir()}
 
     def disk_full(*_):
         raise OSError(28, "No space left on device")
     monkeypatch.setattr(model_dir.onnx, "save", disk_full)
     with pytest.raises(UserError, match="No space left"):
-        model_dir.write(out, qm, x2_checkpoint, data, 17, force=True)
+        model_dir.write(out, qm, data, 17, force=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the previous model is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]

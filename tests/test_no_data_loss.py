@@ -243,16 +243,16 @@ def test_a_bad_manifest_exits_2_before_any_image_is_read(capsys, tiny_model_dir,
 
 def test_checkpoint_messages_are_whole_and_name_the_one_missing_key(tmp_path, x4_checkpoint):
     from adabm_deploy.errors import UserError
-    from adabm_deploy.models import load_edsr
+    from adabm_deploy.models import load_network
     (tmp_path / "notes.pt").write_text("a text file, not a checkpoint\n" * 20)
     with pytest.raises(UserError, match=r"notes.pt: not a PyTorch checkpoint \(neither the zip archive torch.save "
                                         r"writes nor a pickle\)$"):
-        load_edsr(tmp_path / "notes.pt")
+        load_network(tmp_path / "notes.pt")
     state = torch.load(x4_checkpoint, weights_only=True)
     for key in ("body.15.body.0.weight", "body.16.weight", "body.3.body.2.bias"):
         torch.save({k: v for k, v in state.items() if k != key}, tmp_path / "one_less.pt")
         with pytest.raises(UserError, match=rf"1 missing key\(s\): {key.replace('.', '[.]')}$"):
-            load_edsr(tmp_path / "one_less.pt")
+            load_network(tmp_path / "one_less.pt")
 
 
 def test_image_messages_name_the_real_problem(capsys, tiny_model_dir, tmp_path):

@@ -11,29 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-MIN_BITS, MAX_BITS = 2, 8
-
-
-def round_ste(x: torch.Tensor) -> torch.Tensor:
-    """round() forward (half to even, like QuantizeLinear), identity backward."""
-    return x + (torch.round(x) - x).detach()
-
-
-def act_qparams(lower: torch.Tensor, upper: torch.Tensor, bits: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-    """(scale, integer zero point) of a b-bit asymmetric quantizer covering [lower, upper].
-
-    The zero point is rounded so that 0.0 is exactly representable (uint8 QuantizeLinear has an integer zero
-    point); the represented range is therefore [lower, upper] shifted by less than half a step.
-    """
-    qmax = 2.0 ** bits - 1
-    scale = (upper - lower).clamp_min(1e-8) / qmax
-    zero_point = torch.minimum(torch.maximum(round_ste(-lower / scale), torch.zeros_like(qmax)), qmax)
-    return scale, zero_point
-
-
-def fake_quant_act(x: torch.Tensor, scale: torch.Tensor, zero_point: torch.Tensor, qmax: torch.Tensor) -> torch.Tensor:
-    q = torch.clamp(round_ste(x / scale) + zero_point, min=torch.zeros_like(qmax), max=qmax)
-    return (q - zero_point) * scale
+from .arith import act_qparams, fake_quant_act, weight_codes, weight_qmax, weight_scale
 
 
 class ActQuantizer(nn.Module):
@@ -116,15 +94,14 @@ class WeightQuantizer(nn.Module):
 
     @property
     def qmax(self) -> float:
-        return float(2 ** (self.bits - 1) - 1)
+        return weight_qmax(self.bits)
 
     def scale(self) -> torch.Tensor:
-        return self.clip.abs().clamp_min(1e-8) / self.qmax
+        return weight_scale(self.clip, self.bits)
 
     def codes(self, w: torch.Tensor) -> torch.Tensor:
         """Integer weight levels (as floats), straight-through."""
-        s = self.scale().view(-1, *([1] * (w.ndim - 1)))
-        return torch.clamp(round_ste(w / s), -self.qmax, self.qmax)
+        return weight_codes(w, self.scale(), self.bits)
 
     def forward(self, w: torch.Tensor) -> torch.Tensor:
         return self.codes(w) * self.scale().view(-1, *([1] * (w.ndim - 1)))
@@ -140,8 +117,8 @@ class WeightQuantizer(nn.Module):
             best, clip = None, flat.max(dim=1).values
             for eps in torch.linspace(1.0, 0.01, 100):
                 cand = flat.max(dim=1).values * eps
-                s = (cand / self.qmax).view(-1, 1)
-                err = ((torch.clamp(torch.round(flat / s), -self.qmax, self.qmax) * s - flat) ** 2).sum(dim=1)
+                s = weight_scale(cand, self.bits)
+                err = ((weight_codes(flat, s, self.bits) * s.view(-1, 1) - flat) ** 2).sum(dim=1)
                 if best is None:
                     best, clip = err, cand
                 else:
