@@ -31,7 +31,7 @@ from .atomic import check_json_target
 from .complexity import gradient_density
 from .data import calibration_images
 from .errors import UserError, run_cli
-from .models import load_network
+from .models import Network, load_network
 from .quant.qgraph import QuantGraph
 from .quant.quantizers import bit_aware_clip
 
@@ -295,16 +295,17 @@ def check_calibration_set(images: list[np.ndarray], s: Settings, calib_dir: Path
     return notices
 
 
-def calibrate(checkpoint: Path, calib_dir: Path, s: Settings, device: str = "cpu", progress: bool = True,
+def calibrate(model: Path | Network, calib_dir: Path, s: Settings, device: str = "cpu", progress: bool = True,
               warn: Callable[[str], None] = warn_stderr, scale: int | None = None) -> tuple[QuantGraph, dict]:
-    """Run Algorithm 1 (or a baseline) and return the calibrated model and the artifact payload."""
+    """Run Algorithm 1 (or a baseline) on a checkpoint (or a network already loaded) and return the calibrated
+    model and the artifact payload."""
     if s.method not in METHODS:
         raise UserError(f"unknown method {s.method!r} (choose from {', '.join(METHODS)})")
     torch.manual_seed(s.seed)
     if device == "cuda":
         exact_cuda_convs()
     start = time.perf_counter()
-    network = load_network(checkpoint, scale)
+    network = model if isinstance(model, Network) else load_network(model, scale)
     images = calibration_images(calib_dir, s.n_images, network.scale, s.seed)
     qm = QuantGraph(network.graph, s.w_bits, s.a_bits, s.full_quant, s.per_channel).to(device)
     notices = check_calibration_set(images, s, calib_dir, warn)

@@ -52,8 +52,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         raise UserError(f"--opset {args.opset}: supported opsets are {OPSETS.start}..{OPSETS.stop - 1}")
     out = args.output or Path(f"{args.model.stem}_adabm")
     model_dir.check_writable(out, args.force)
+    network = load_network(args.model, args.scale)  # a checkpoint the tool cannot take stops here, first
     if args.qconfig is not None:
-        qm = artifact.load(args.qconfig, load_network(args.model, args.scale))
+        qm = artifact.load(args.qconfig, network)
         data = artifact.read(args.qconfig)
     else:
         if args.device == "cuda" and not torch.cuda.is_available():
@@ -63,8 +64,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         settings = Settings(**DEFAULT_CALIBRATION, preset=args.preset, **PRESETS[args.preset])
         print(f"calibrating {args.model} ({settings.method} W{settings.w_bits}A{settings.a_bits}, "
               f"preset {args.preset}) on {args.calib_dir}", file=sys.stderr)
-        qm, data = calibrate(args.model, args.calib_dir, settings, args.device, progress=sys.stderr.isatty(),
-                             scale=args.scale)
+        qm, data = calibrate(network, args.calib_dir, settings, args.device, progress=sys.stderr.isatty())
     start = time.perf_counter()
     m = model_dir.write(out, qm, data, args.opset, args.force)
     fabs = ", ".join(f"{f:+d}: FAB {v.fab:.2f}" for f, v in m.variants.items())

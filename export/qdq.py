@@ -110,12 +110,14 @@ class GraphWriter:
         self.placed: set[str] = set()  # nodes whose output point a rule already wrote
         self.subpixel = subpixel_convs(self.graph) if rewrite else {}
         self.rewrite = rewrite
-        self.uint8_moves = self._uint8_moves() if self.quantized else {}
+        self.moves = self._moves()
 
     # -- which rules apply where ----------------------------------------------------------------------------
-    def _uint8_moves(self) -> dict[str, tuple[Node, Node]]:
-        """pixel shuffle -> (the node whose quantized output it moves, the conv whose channels are laid out for
-        it): a shuffle that is the only consumer of a conv's (or its ReLU's) output point."""
+    def _moves(self) -> dict[str, tuple[Node, Node]]:
+        """pixel shuffle -> (the node whose output it moves, the conv whose output channels are laid out for it):
+        a shuffle that is the only consumer of a conv's (or its ReLU's) output. Where that output is quantized the
+        shuffle runs on uint8 between its Q and DQ (channels-last with the rewrite, else DepthToSpace); a float
+        one runs channels-last with the rewrite."""
         found = {}
         absorbed = {s.name for s in self.subpixel.values()}
         for node in self.graph.nodes.values():
@@ -123,11 +125,17 @@ class GraphWriter:
                 continue
             source = self.graph.nodes[node.inputs[0]]
             conv = self.graph.nodes[source.inputs[0]] if source.op == "relu" else source
-            if (source.name in self.plan.outputs and self.graph.sole_consumer(source.name) is node
-                    and conv.op == "conv" and conv.name in self.plan.quantized
-                    and (conv is source or self.graph.sole_consumer(conv.name) is source)):
+            if conv.op != "conv" or self.graph.sole_consumer(source.name) is not node or \
+                    (conv is not source and self.graph.sole_consumer(conv.name) is not source):
+                continue
+            quantized = self.quantized and source.name in self.plan.outputs and conv.name in self.plan.quantized
+            if quantized or (self.rewrite and not self.has_point(source.name)):
                 found[node.name] = (source, conv)
         return found
+
+    def has_point(self, name: str) -> bool:
+        """Whether the node's output is quantized in this graph."""
+        return self.quantized and name in self.plan.outputs
 
     # -- helpers ----------------------------------------------------------------------------------------
     def name(self, base: str) -> str:
@@ -253,7 +261,7 @@ class GraphWriter:
                 x = env[shuffle_node.inputs[0]]  # the conv reads the tensor before the shuffle
             if self.quantized and node.name in plan.inputs:
                 x = self.quant(x, plan.inputs[node.name])
-            moved_by = next((p for p, (_, conv) in self.uint8_moves.items() if conv is node), None)
+            moved_by = next((p for p, (_, conv) in self.moves.items() if conv is node), None)
             lay_out = graph.nodes[moved_by].factor if moved_by and self.rewrite else r
             y = self.conv(x, node, self.scale_of.get(x), subpixel=r, shuffle=lay_out)
             if not shuffle_node:
@@ -263,9 +271,15 @@ class GraphWriter:
             assemble = lambda t: self.pixel_shuffle_nhwc(t, r, node.weight.shape[0], node.name, crop=True)  # noqa
             return self.quant(y, point, move=assemble) if point else assemble(y)
         if node.op == "pixel_shuffle":
-            if node.name in self.uint8_moves or any(s is node for s in self.subpixel.values()):
-                return env.get(node.name)  # written by the point of the tensor it moves (or by the rewrite)
-            y = self.op("DepthToSpace", [x], node.name, blocksize=node.factor, mode="CRD")
+            if any(s is node for s in self.subpixel.values()):
+                return None  # the rewritten conv reads the tensor before it
+            if node.name in self.moves and self.has_point(node.inputs[0]):
+                return env[node.name]  # written around the point of the tensor it moves
+            if node.name in self.moves:
+                conv = self.moves[node.name][1]
+                y = self.pixel_shuffle_nhwc(x, node.factor, conv.weight.shape[0] // node.factor ** 2, node.name)
+            else:
+                y = self.op("DepthToSpace", [x], node.name, blocksize=node.factor, mode="CRD")
         elif node.op == "affine":
             gain = self.const(f"{node.name}.gain", node.weight.numpy().astype(np.float32).reshape(1, -1, 1, 1))
             shift = self.const(f"{node.name}.shift", node.bias.numpy().astype(np.float32).reshape(1, -1, 1, 1))
@@ -297,9 +311,9 @@ class GraphWriter:
             y = self.emit(node, env)
             point = self.plan.outputs.get(node.name) if self.quantized else None
             if point is not None and node.name not in self.placed:
-                moves = [p for p, (source, _) in self.uint8_moves.items() if source is node]
+                moves = [p for p, (source, _) in self.moves.items() if source is node]
                 if moves:  # the shuffle, its only consumer, runs between Q and DQ
-                    shuffle, conv = self.graph.nodes[moves[0]], self.uint8_moves[moves[0]][1]
+                    shuffle, conv = self.graph.nodes[moves[0]], self.moves[moves[0]][1]
                     env[shuffle.name] = self.quant(y, point, move=lambda t: self.pixel_shuffle_nhwc(
                         t, shuffle.factor, conv.weight.shape[0] // shuffle.factor ** 2, point.name) if self.rewrite
                         else self.op("DepthToSpace", [t], shuffle.name, blocksize=shuffle.factor, mode="CRD"))

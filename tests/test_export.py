@@ -373,3 +373,65 @@ def test_failure_while_writing_leaves_no_partial_directory(tiny_artifact, x2_che
         model_dir.write(out, qm, data, 17, force=True)
     assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the previous model is untouched
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
+
+
+@pytest.mark.parametrize("kind,scale", [("edsr_adabm", 2), ("rdn", 4), ("srresnet", 4), ("carn_multi", 3),
+                                        ("srvgg", 4)])
+def test_every_architecture_calibrates_exports_and_upscales_with_the_unchanged_runtime(kind, scale, tmp_path):
+    """A short real AdaBM calibration (full and body-only), the model directory, and runtime.upscale --model on
+    it in a fresh interpreter without torch."""
+    import cv2
+    t91 = shared_path("data", "train", "T91")
+    checkpoint = zoo.save(kind, tmp_path, scale)
+    lr = tmp_path / "lr.png"
+    cv2.imwrite(str(lr), cv2.imread(str(t91 / "tt27.png"))[:40, :52])
+    for full in (True, False):
+        qm, payload = calibrate(checkpoint, t91, Settings(full_quant=full, **TINY), progress=False,
+                                warn=lambda m: None, scale=scale)
+        assert payload["checkpoint"]["config"]["scale"] == scale and payload["adaptive_layers"]
+        out = tmp_path / f"model_{full}"
+        model_dir.write(out, qm, payload, 19)
+        code = ("import sys; sys.modules['torch'] = None; sys.modules['onnx'] = None; import runpy; "
+                "runpy.run_module('runtime.upscale', run_name='__main__')")
+        sr = tmp_path / f"sr_{full}.png"
+        proc = subprocess.run([sys.executable, "-c", code, str(lr), "--model", str(out), "-o", str(sr)],
+                              capture_output=True, text=True, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr
+        assert cv2.imread(str(sr)).shape == (40 * scale, 52 * scale, 3)
+
+
+def test_a_network_the_tool_cannot_quantize_stops_the_export_with_one_line(tmp_path, monkeypatch, capsys):
+    """An architecture whose module holds an attention block: its checkpoint loads, the capture refuses it,
+    nothing is written."""
+    from adabm_deploy import models
+    from adabm_deploy.errors import run_cli
+    from adabm_deploy.models.architecture import Architecture, Layout
+    from export.__main__ import main as export_main
+
+    class Attention(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.qkv = torch.nn.Conv2d(8, 24, 1)
+
+        def forward(self, x):
+            q, k, v = self.qkv(x).chunk(3, dim=1)
+            return x + torch.softmax(q * k, dim=1) * v
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.head, self.attn, self.tail = torch.nn.Conv2d(3, 8, 3, padding=1), Attention(), \
+                torch.nn.Conv2d(8, 3, 3, padding=1)
+
+        def forward(self, x):
+            return self.tail(self.attn(self.head(x)))
+
+    arch = Architecture("AttentionNet", (Layout("test", (r".*",), ("attn.qkv.weight",)),),
+                        build=lambda state, source, scale: (Net(), {"scale": 1}), role=lambda n, c: "outer",
+                        features=lambda n, m: False)
+    monkeypatch.setattr(models, "ARCHITECTURES", (arch,))
+    torch.save(Net().state_dict(), tmp_path / "net.pt")
+    rc = run_cli(export_main, [str(tmp_path / "net.pt"), "--calib-dir", str(tmp_path), "-o", str(tmp_path / "m")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert rc == 2 and len(err) == 1 and "cannot quantize module attn: op chunk" in err[0], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["net.pt"]
