@@ -22,7 +22,8 @@ FORMAT = "adabm-deploy/calibration"
 VERSION = 2  # 2: points named after graph nodes, any architecture (1: EDSR only, fixed point names)
 
 
-def to_dict(qm: QuantGraph, network: Network, settings: dict[str, Any], report: dict[str, Any]) -> dict[str, Any]:
+def to_dict(qm: QuantGraph, network: Network, settings: dict[str, Any], report: dict[str, Any],
+            cheap_rung: dict[str, Any]) -> dict[str, Any]:
     return {
         "format": FORMAT,
         "version": VERSION,
@@ -34,6 +35,7 @@ def to_dict(qm: QuantGraph, network: Network, settings: dict[str, Any], report: 
         "layer_factor_params": qm.layer2bit.m.detach().tolist(),
         "layer_factors": qm.layer2bit.factors(),
         "variant_bits": {str(f): qm.variant_bits(f) for f in (-1, 0, 1)},
+        "cheap_rung": cheap_rung,
         "activations": {p.name: {"lower": float(qm.quantizer[p.name].bounds()[0]),
                                  "upper": float(qm.quantizer[p.name].bounds()[1]), "bits": p.bits}
                         for p in qm.plan.points.values()},
@@ -76,8 +78,16 @@ def _differences(found, expected) -> str:
 
 def load(path: Path, network: Network) -> QuantGraph:
     """Rebuild the calibrated QuantGraph for `network`; refuses an artifact made for another checkpoint."""
-    data = read(path)
+    return load_payload(read(path), network, path)
+
+
+def load_payload(data: dict[str, Any], network: Network, path) -> QuantGraph:
+    """load() of an artifact already read (`path` names it in messages)."""
     try:
+        rung = data["cheap_rung"]
+        _require(rung["kind"] == "bicubic" and (rung["threshold"] is None or isinstance(rung["threshold"], (int, float))
+                                                and not isinstance(rung["threshold"], bool)),
+                 path, "cheap_rung must be bicubic with a number or null threshold")
         ck = data["checkpoint"]
         _require(ck["sha256"] == network.sha256, path,
                  f"calibrated for another checkpoint ({ck['file']}, sha256 {ck['sha256'][:12]}...), "

@@ -34,6 +34,7 @@ from .errors import UserError, run_cli
 from .models import Network, load_network
 from .quant.qgraph import QuantGraph
 from .quant.quantizers import bit_aware_clip
+from .rung_calibration import calibrate_rung
 
 METHODS = ("adabm", "minmax", "percentile")
 MIN_PATCH = 16  # LR pixels: below this a patch is mostly zero padding to a 3x3 conv stack
@@ -67,6 +68,8 @@ class Settings:
     lr_decay: float = 0.9
     seed: int = 0
     preset: str = "paper"
+    budget_db: float = 0.1  # the cheap rung's accuracy budget (rung_calibration.py); 0 turns it off
+    rung_patch: int = 96  # the runtime's routing cell
 
 
 PRESETS = {
@@ -319,6 +322,7 @@ def calibrate(model: Path | Network, calib_dir: Path, s: Settings, device: str =
     with torch.no_grad():
         cs = torch.tensor([gradient_density(im) for im in images])
         report["fab_calibration_images"] = float(qm.bits(cs).mean())
+    cheap_rung = calibrate_rung(qm, images, s.budget_db, s.rung_patch)
     report["seconds"] = round(time.perf_counter() - start, 1)
     report["device"] = device
     if device == "cuda":
@@ -326,7 +330,19 @@ def calibrate(model: Path | Network, calib_dir: Path, s: Settings, device: str =
     report["torch"] = torch.__version__
     report["torch_threads"] = torch.get_num_threads()
     settings = dataclasses.asdict(s) | {"calib_dir": str(calib_dir), "n_images_used": len(images)}
-    return qm, artifact.to_dict(qm, network, settings, report)
+    return qm, artifact.to_dict(qm, network, settings, report, cheap_rung)
+
+
+def recalibrate_rung(payload: dict, checkpoint: Path, calib_dir: Path, budget_db: float,
+                     scale: int | None = None) -> dict:
+    """A copy of an artifact with its cheap rung set again for another budget, on the same calibration images
+    (seconds, where the bit calibration takes minutes)."""
+    network = load_network(checkpoint, scale)
+    qm = artifact.load_payload(payload, network, str(checkpoint))
+    settings = payload["settings"]
+    images = calibration_images(calib_dir, settings["n_images"], network.scale, settings["seed"])
+    return payload | {"cheap_rung": calibrate_rung(qm, images, budget_db, settings["rung_patch"]),
+                      "settings": settings | {"budget_db": budget_db}}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -351,11 +367,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="paper: the paper's schedule; cpu: shorter fine-tuning for a 2-core CPU")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--budget-db", type=float, default=Settings.budget_db, metavar="DB",
+                   help="cheap rung: the mean Y-PSNR (against the FP32 output, on the calibration images) that "
+                        "routing the flattest cells to bicubic may cost; 0 turns the rung off (default: %(default)s)")
+    p.add_argument("--rung-only", type=Path, metavar="ARTIFACT",
+                   help="only set the cheap rung again, for --budget-db, on this artifact's calibration")
     p.add_argument("-o", "--output", type=Path, required=True, help="calibration artifact (.json)")
     return p.parse_args(argv)
 
 
 def settings_from_args(args: argparse.Namespace) -> Settings:
+    if not args.budget_db >= 0:
+        raise UserError(f"--budget-db {args.budget_db}: must be 0 (no cheap rung) or more")
     if not args.lr_layer_factors > 0:
         raise UserError(f"--lr-layer-factors {args.lr_layer_factors}: must be positive")
     for name, bits in (("--w-bits", args.w_bits), ("--a-bits", args.a_bits)):
@@ -364,7 +387,7 @@ def settings_from_args(args: argparse.Namespace) -> Settings:
     return Settings(w_bits=args.w_bits, a_bits=args.a_bits, full_quant=args.full_quant, method=args.method,
                     finetune=not args.no_finetune, per_channel=args.per_channel, seed=args.seed,
                     bit_target=args.bit_target, lr_layer_factors=args.lr_layer_factors,
-                    preset=args.preset, **PRESETS[args.preset])
+                    preset=args.preset, budget_db=args.budget_db, **PRESETS[args.preset])
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -373,6 +396,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise UserError("--device cuda: no CUDA device available to torch")
     check_json_target(args.output)  # before minutes of work, not after
+    if args.rung_only:
+        payload = recalibrate_rung(artifact.read(args.rung_only), args.model, args.calib_dir, args.budget_db,
+                                   args.scale)
+        artifact.save(args.output, payload)
+        rung = payload["cheap_rung"]
+        print(f"wrote {args.output}: cheap rung threshold {rung['threshold']} for {args.budget_db} dB "
+              f"({rung['calibration_cheap_cells']} of {rung['calibration_cells']} calibration cells)")
+        return 0
     _, payload = calibrate(args.model, args.calib_dir, settings, args.device, progress=sys.stderr.isatty(),
                            scale=args.scale)
     artifact.save(args.output, payload)

@@ -70,12 +70,13 @@ def render(data: dict) -> str:
         f"does {tail_extra:.1%} more than the plain graph); peak = {peak_how}.", "",
         "| row | input | threads | median (s) | ratio to ORT FP32 | Set14 Y-PSNR | GMAC/s | % of int8 peak |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    order = ["PyTorch FP32", "ORT FP32", "ORT quantize_static INT8 (W8A8)"]
+    order = ["PyTorch FP32", "ORT FP32", "OpenVINO FP32", "ORT quantize_static INT8 (W8A8)", "OpenVINO NNCF INT8",
+             "ORT quantize_static INT8 (W8A8), rewritten graph", "OpenVINO NNCF INT8, rewritten graph"]
 
     def key(b):
         e = b["extra_info"]
-        return (e["input"], e["threads"], order.index(e["row"]) if e["row"] in order else 3, e["row"])
-    for b in sorted(rows, key=key):
+        return (e["input"], e["threads"], order.index(e["row"]) if e["row"] in order else len(order), e["row"])
+    for b in sorted((b for b in rows if b["extra_info"]["input"] != "patch"), key=key):
         e, med = b["extra_info"], median(b)
         base = fp32.get((e["input"], e["threads"]))
         ratio = f"{base / med:.2f}x" if base else "-"
@@ -85,6 +86,8 @@ def render(data: dict) -> str:
         pct = f"{100 * gmacs / (peak * e['threads'] / cores):.0f}%" if peak and int8 else "-"
         lines.append(f"| {e['row']} | {e['input']} | {e['threads']} | {med:.3f} | {ratio} | {acc} | "
                      f"{gmacs:.0f} | {pct} |")
+    lines += attribution_table(rows, median)
+    lines += architecture_table(rows, median)
     lines += overhead_table(rows)
     for b in (b for b in data["benchmarks"] if "memory" in b["extra_info"]):
         sizes = b["extra_info"]["memory"]
@@ -103,6 +106,56 @@ def render(data: dict) -> str:
                   f"{m['peak_rss_mib'] - windows['peak_rss_mib']:.0f} | {m['uint8_output_mib']:.0f} | "
                   f"{m['float_output_mib']:.0f} |" for m in sizes[2:]]
     return "\n".join(lines) + "\n"
+
+
+def attribution_table(rows: list[dict], median) -> list[str]:
+    """Which part buys what, on the frame: the graph rewrite (quantize_static on the plain vs the rewritten graph),
+    the quantization method (quantize_static vs AdaBM on the same rewritten graph), the runtime (ORT vs OpenVINO),
+    the routing (routed runtime.upscale vs the bare variant)."""
+    at = {(b["extra_info"]["row"], b["extra_info"]["threads"]): median(b) for b in rows
+          if b["extra_info"]["input"] == "frame"}
+    pairs = [("graph rewrite (quantize_static: plain / rewritten graph)", "ORT quantize_static INT8 (W8A8)",
+              "ORT quantize_static INT8 (W8A8), rewritten graph"),
+             ("quantization method (quantize_static / AdaBM variant +0, both rewritten)",
+              "ORT quantize_static INT8 (W8A8), rewritten graph", "AdaBM INT8 variant +0"),
+             ("INT8 on ORT at all (ORT FP32 / quantize_static, plain graph)", "ORT FP32",
+              "ORT quantize_static INT8 (W8A8)"),
+             ("OpenVINO NNCF instead (OpenVINO NNCF INT8, rewritten / AdaBM variant +0)",
+              "OpenVINO NNCF INT8, rewritten graph", "AdaBM INT8 variant +0")]
+    threads = sorted({t for _, t in at})
+    lines = ["", "Which part buys what on the frame (ratio of medians, > 1: the second is faster):", "",
+             "| step | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in threads) + " |",
+             "| --- | " + " | ".join("---" for _ in threads) + " |"]
+    for label, a, b in pairs:
+        cells = []
+        for t in threads:
+            first = at.get((a, t))
+            second = next((v for (r, tt), v in at.items() if tt == t and r.startswith(b)), None)
+            cells.append(f"{first / second:.2f}x" if first and second else "-")
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def architecture_table(rows: list[dict], median) -> list[str]:
+    """Every other architecture (random weights at the published size) on one 96x96 patch."""
+    arch = {(b["extra_info"]["row"], b["extra_info"]["threads"]): (median(b), b["extra_info"]["macs"])
+            for b in rows if b["extra_info"]["input"] == "patch"}
+    if not arch:
+        return []
+    lines = ["", "Other architectures, random weights at their published sizes (RDN config B, SRResNet 16 x 64, CARN, "
+             "SRVGGNetCompact 64 x 32 convs), one 96x96 LR patch -> x4, AdaBM INT8 variant +0 at W8A8 base bits "
+             "against ORT FP32 on the plain graph, same run (latency only: random weights have no accuracy):", "",
+             "| architecture | threads | ORT FP32 (s) | AdaBM INT8 (s) | speed-up | INT8 GMAC/s |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for (row, threads), (fp32, _) in sorted(arch.items()):
+        if not row.endswith(" ORT FP32"):
+            continue
+        name = row[: -len(" ORT FP32")]
+        int8 = arch.get((f"{name} AdaBM INT8 variant +0", threads))
+        if int8:
+            lines.append(f"| {name} | {threads} | {fp32:.3f} | {int8[0]:.3f} | {fp32 / int8[0]:.2f}x | "
+                         f"{int8[1] / int8[0] / 1e9:.0f} |")
+    return lines
 
 
 def overhead_table(rows: list[dict]) -> list[str]:

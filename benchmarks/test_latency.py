@@ -106,12 +106,31 @@ def fp32_graph(network) -> Path:
 
 
 @pytest.fixture(scope="session")
-def static_int8(fp32_graph, quick) -> Path:
-    from adabm_deploy.data import calibration_images
+def rewritten_fp32_graph(network) -> Path:
+    """This project's rewritten FP32 graph (sub-pixel tail, channels-last shuffles): the bundled fp32.onnx."""
+    from adabm_deploy.quant import QuantGraph
+    from export.qdq import build_model
+    path = WORK / "fp32_rewritten.onnx"
+    onnx.save(build_model(QuantGraph(network.graph, 8, 8, full_quant=True), None), path)
+    return path
 
-    from benchmarks.static_int8 import quantize_static_int8
-    images = calibration_images(shared("data", "train", "BSD200"), 4 if quick else 100, MODEL.scale, seed=0)
-    return quantize_static_int8(fp32_graph, WORK / "static_int8.onnx", images)
+
+@pytest.fixture(scope="session")
+def calibration_set(quick) -> list[np.ndarray]:
+    from adabm_deploy.data import calibration_images
+    return calibration_images(shared("data", "train", "BSD200"), 4 if quick else 100, MODEL.scale, seed=0)
+
+
+@pytest.fixture(scope="session")
+def static_int8(fp32_graph, calibration_set) -> Path:
+    from benchmarks.baselines import quantize_static_int8
+    return quantize_static_int8(fp32_graph, WORK / "static_int8.onnx", calibration_set)
+
+
+@pytest.fixture(scope="session")
+def static_int8_rewritten(rewritten_fp32_graph, calibration_set) -> Path:
+    from benchmarks.baselines import quantize_static_int8
+    return quantize_static_int8(rewritten_fp32_graph, WORK / "static_int8_rewritten.onnx", calibration_set)
 
 
 def ort_session(path: Path, threads: int) -> ort.InferenceSession:
@@ -170,6 +189,40 @@ def test_ort_fp32(benchmark, request, fp32_graph, macs, threads, input_name, qui
 def test_ort_quantize_static_int8(benchmark, request, static_int8, macs, threads, input_name, quick):
     bench_onnx_file(benchmark, request, static_int8, "ORT quantize_static INT8 (W8A8)", "static", threads,
                     input_name, quick, macs[False])
+
+
+@pytest.mark.parametrize("input_name", INPUTS)
+@pytest.mark.parametrize("threads", THREADS)
+def test_ort_quantize_static_int8_rewritten_graph(benchmark, request, static_int8_rewritten, macs, threads,
+                                                  input_name, quick):
+    """The same quantizer given the graph rewrite AdaBM's graphs have: the difference to the row above is the
+    rewrite's, the difference to the AdaBM variants the quantization method's."""
+    bench_onnx_file(benchmark, request, static_int8_rewritten, "ORT quantize_static INT8 (W8A8), rewritten graph",
+                    "static_rewritten", threads, input_name, quick, macs[True])
+
+
+@pytest.fixture(scope="session")
+def openvino_models(fp32_graph, rewritten_fp32_graph, calibration_set) -> dict:
+    pytest.importorskip("openvino", reason="OpenVINO rows need the bench extra: pip install -e '.[bench]'")
+    pytest.importorskip("nncf", reason="OpenVINO rows need the bench extra: pip install -e '.[bench]'")
+    from benchmarks.baselines import openvino_int8
+    return {"OpenVINO FP32": (fp32_graph, False),
+            "OpenVINO NNCF INT8": (openvino_int8(fp32_graph, calibration_set), False),
+            "OpenVINO NNCF INT8, rewritten graph": (openvino_int8(rewritten_fp32_graph, calibration_set), True)}
+
+
+@pytest.mark.parametrize("row", ["OpenVINO FP32", "OpenVINO NNCF INT8", "OpenVINO NNCF INT8, rewritten graph"])
+@pytest.mark.parametrize("input_name", INPUTS)
+@pytest.mark.parametrize("threads", THREADS)
+def test_openvino(benchmark, request, openvino_models, macs, row, threads, input_name, quick):
+    """The tool an x86 user would pick instead: OpenVINO on the same FP32 graph, NNCF's post-training INT8."""
+    from benchmarks.baselines import openvino_runner
+    model, rewritten = openvino_models[row]
+    run = openvino_runner(model, threads)
+    x = _input(request, input_name)
+    record(benchmark, lambda: run(x), row=row, threads=threads, pixels=x.shape[0] * x.shape[2] * x.shape[3],
+           macs_per_pixel=macs[rewritten], quick=quick, input_name=input_name,
+           accuracy=lambda: _accuracy(row, lambda: set14_psnr(onnx_runner(run), set14_root())))
 
 
 @pytest.mark.parametrize("input_name", INPUTS)

@@ -62,3 +62,22 @@ def onnx_runner(engine_run: Callable[[np.ndarray], np.ndarray]) -> Callable[[np.
     def run(lr: np.ndarray) -> np.ndarray:
         return engine_run(lr.transpose(2, 0, 1)[None].astype(np.float32))[0].transpose(1, 2, 0)
     return run
+
+
+def sky_frame() -> tuple[np.ndarray, np.ndarray]:
+    """(LR 960x540, HR 3840x2160) RGB uint8: a 4K frame whose upper half is sky (a smooth gradient with sensor
+    noise of sigma 1.5) over a lower half of real photos (B100's landscape images, tiled). The content the cheap
+    rung is for; its HR is the ground truth the LR was made from (MATLAB bicubic)."""
+    from adabm_deploy.bicubic import bicubic_downscale
+    from adabm_deploy.images import read_rgb
+    h, w = 2160, 3840
+    rows = np.linspace(0, 1, h // 2)[:, None, None]
+    cols = np.linspace(0, 1, w)[None, :, None]
+    top, horizon = np.array([70.0, 120.0, 200.0]), np.array([185.0, 210.0, 235.0])
+    sky = top + (horizon - top) * rows ** 1.5 + 12 * np.sin(3.0 * cols + 1.0)
+    sky = sky + np.random.default_rng(0).normal(0, 1.5, (h // 2, w, 1))
+    photos = [im for im in (read_rgb(p) for p in sorted((SHARED / "data" / "benchmark" / "B100" / "HR").glob("*.png")))
+              if im.shape[1] > im.shape[0]]
+    ground = np.concatenate([np.concatenate(photos[r * 8:(r + 1) * 8], axis=1) for r in range(4)], axis=0)
+    hr = np.concatenate([np.clip(np.round(sky), 0, 255).astype(np.uint8), ground[:h // 2, :w]], axis=0)
+    return bicubic_downscale(hr, 4), hr

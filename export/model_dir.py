@@ -83,6 +83,8 @@ def _fill(staging: Path, qm: QuantGraph, artifact_data: dict[str, Any], opset: i
         "patch_size": PATCH_SIZE,
         "io": {"input": "lr", "output": "sr", "layout": "NCHW float32 RGB 0..255"},
         "complexity": {"thresholds": list(qm.image2bit.thresholds())},  # non-adaptive: all variants equal
+        "cheap_rung": {"kind": artifact_data["cheap_rung"]["kind"],
+                       "threshold": artifact_data["cheap_rung"]["threshold"]},
         "fp32": _save(build_model(qm, None, opset), staging / variant_file(None)),
         "variants": variants,
         "checkpoint": artifact_data["checkpoint"],

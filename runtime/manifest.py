@@ -15,9 +15,11 @@ from typing import Any
 
 from adabm_deploy.complexity import DEFINITION as COMPLEXITY_DEFINITION
 from adabm_deploy.errors import UserError
+from adabm_deploy.rung import KIND as RUNG_KIND
 
 FORMAT = "adabm-deploy/model"
-VERSION = 1
+VERSION = 2  # 2 adds the cheap rung; 1 (no rung) still loads, every cell then runs the network
+READS = (1, 2)
 MANIFEST = "manifest.json"
 FACTORS = (-1, 0, 1)
 
@@ -46,6 +48,16 @@ class Manifest:
     fp32: Path
     variants: dict[int, Variant]
     raw: dict[str, Any]
+    cheap_threshold: float | None = None  # cells at or below it take the cheap rung (adabm_deploy.rung)
+    version: int = VERSION
+
+    @property
+    def notice(self) -> str | None:
+        """What a user of an older directory should know (one line), or None."""
+        if self.version < 2:
+            return (f"note: {self.root} is a version {self.version} model directory, without the cheap rung (every "
+                    "cell runs the network); export it again to add one")
+        return None
 
     def factor_for(self, complexity: float) -> int:
         """Image-to-bit mapping of the paper (eq. 3) with the calibrated thresholds."""
@@ -95,9 +107,9 @@ def load(root: Path, verify_hashes: bool = True) -> Manifest:
     if not isinstance(data, dict) or data.get("format") != FORMAT:
         raise _fail(root, f"{MANIFEST} format is not {FORMAT!r}")
     version = data.get("version")
-    if version != VERSION or isinstance(version, bool) or not isinstance(version, int):
-        raise _fail(root, f"manifest version {_shown(version)} is not supported (this runtime reads version "
-                          f"{VERSION})")
+    if version not in READS or isinstance(version, bool) or not isinstance(version, int):
+        raise _fail(root, f"manifest version {_shown(version)} is not supported (this runtime reads versions "
+                          f"{', '.join(map(str, READS))})")
     real_root = root.resolve()
 
     def checked(entry: Any, what: str) -> Path:
@@ -140,8 +152,16 @@ def load(root: Path, verify_hashes: bool = True) -> Manifest:
             raise _fail(root, f"variants for factors {sorted(variants)}, expected {list(FACTORS)}")
         if len({len(v.layer_bits) for v in variants.values()}) != 1:
             raise _fail(root, "variants have different numbers of adaptive layers")
+        cheap = None
+        if version >= 2:
+            rung = data["cheap_rung"]
+            if not isinstance(rung, dict) or rung.get("kind") != RUNG_KIND:
+                raise _fail(root, f"cheap_rung is {_shown(rung)}, expected kind {RUNG_KIND!r}")
+            if rung["threshold"] is not None:
+                cheap = _number(root, rung["threshold"], "the cheap rung's threshold")
         return Manifest(root=root, scale=scale, patch_size=patch_size, thresholds=(lower, upper),
-                        fp32=checked(data["fp32"], "fp32"), variants=variants, raw=data)
+                        fp32=checked(data["fp32"], "fp32"), variants=variants, raw=data, cheap_threshold=cheap,
+                        version=version)
     except KeyError as exc:
         raise _fail(root, f"{MANIFEST} has no {exc.args[0]!r} field") from None
     except (TypeError, AttributeError) as exc:

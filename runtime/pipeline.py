@@ -8,16 +8,18 @@ from __future__ import annotations
 
 import time
 from collections import deque
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Iterable, Iterator
+from typing import Iterator
 
 import numpy as np
+
+from adabm_deploy import rung
 
 from .engine import Engine
 from .manifest import FACTORS
 from .images import as_float, to_dtype
-from .routing import route
+from .routing import CHEAP, route
 from .schedule import WindowSchedule
 from .tiling import BandStitcher, Grid, Tile, plan
 
@@ -25,30 +27,35 @@ from .tiling import BandStitcher, Grid, Tile, plan
 @dataclass
 class Report:
     grid: Grid
-    factors: list[int] = field(default_factory=list)
+    factors: list[int | str] = field(default_factory=list)  # per tile: a bit factor, or CHEAP
     seconds: float = 0.0
 
     def counts(self) -> dict[str, int]:
-        return {f"{f:+d}": self.factors.count(f) for f in (-1, 0, 1)}
+        return {CHEAP: self.factors.count(CHEAP), **{f"{f:+d}": self.factors.count(f) for f in (-1, 0, 1)}}
 
-    def fab(self, layer_fab: dict[int, float]) -> float:
-        """Mean activation bits over the adaptive layers, weighted by each cell's LR area."""
-        areas = [(t.cell[1] - t.cell[0]) * (t.cell[3] - t.cell[2]) for t in self.grid.tiles()]
-        return float(np.average([layer_fab[f] for f in self.factors], weights=areas))
+    def fab(self, layer_fab: dict[int, float]) -> float | None:
+        """Mean activation bits over the adaptive layers of the cells the network ran, weighted by each cell's
+        LR area (None when the cheap rung took every cell)."""
+        pairs = [(layer_fab[f], (t.cell[1] - t.cell[0]) * (t.cell[3] - t.cell[2]))
+                 for t, f in zip(self.grid.tiles(), self.factors) if f != CHEAP]
+        return float(np.average([b for b, _ in pairs], weights=[a for _, a in pairs])) if pairs else None
 
 
 VARIANTS = ("auto", "-1", "0", "+1", "fp32")
 
 
 class Upscaler:
-    def __init__(self, engine: Engine, patch: int, overlap: int, variant: str = "auto", workers: int = 1):
-        """variant: auto routes each cell by complexity; -1 / 0 / +1 forces one INT8 variant; fp32 runs the
-        FP32 graph (cells are still routed, for the report). workers > 1 runs that many ORT calls at once."""
+    def __init__(self, engine: Engine, patch: int, overlap: int, variant: str = "auto", workers: int = 1,
+                 cheap: bool = True):
+        """variant: auto routes each cell by complexity (to the cheap rung too, unless `cheap` is False);
+        -1 / 0 / +1 forces one INT8 variant; fp32 runs the FP32 graph (cells are still routed, for the report).
+        workers > 1 runs that many ORT calls at once."""
         if variant not in VARIANTS:
             raise ValueError(f"variant must be one of {VARIANTS}")
         self.engine, self.patch, self.overlap = engine, patch, overlap
         self.fixed = int(variant) if variant not in ("auto", "fp32") else None
         self.fp32 = variant == "fp32"
+        self.cheap = cheap and variant == "auto"
         self.scale = engine.model.scale
         self.workers = workers
         self._pool = ThreadPoolExecutor(workers) if workers > 1 else None
@@ -59,10 +66,13 @@ class Upscaler:
             return [None]
         return list(FACTORS) if self.fixed is None else [self.fixed]
 
-    def _infer(self, rgb: np.ndarray, tile: Tile, factor: int, threads: int | None) -> np.ndarray:
-        """One window -> its HR output, 3 x h x w float32."""
+    def _infer(self, rgb: np.ndarray, tile: Tile, factor: int | str, threads: int | None) -> np.ndarray:
+        """One window -> its HR output, 3 x h x w float32 (the cheap rung's, or the network's)."""
         y0, y1, x0, x1 = tile.window
-        x = np.ascontiguousarray(as_float(rgb[y0:y1, x0:x1]).transpose(2, 0, 1)[None])
+        window = as_float(rgb[y0:y1, x0:x1])
+        if factor == CHEAP:
+            return np.ascontiguousarray(rung.upscale(window, self.scale).transpose(2, 0, 1))
+        x = np.ascontiguousarray(window.transpose(2, 0, 1)[None])
         return self.engine.run(None if self.fp32 else factor, x, threads)[0]
 
     def _scheduled(self, schedule: WindowSchedule, index: int, rgb: np.ndarray, tile: Tile, factor: int
@@ -73,16 +83,23 @@ class Upscaler:
         finally:
             schedule.end(index)
 
-    def _outputs(self, rgb: np.ndarray, jobs: Iterable[tuple[Tile, int]], windows: int) -> Iterator[np.ndarray]:
-        """Window outputs in job order; with workers, at most two calls per worker are in flight, each with
-        the threads its schedule gives it (runtime/schedule.py)."""
+    def _outputs(self, rgb: np.ndarray, jobs: list[tuple[Tile, int | str]]) -> Iterator[np.ndarray]:
+        """Window outputs in job order; with workers, at most two network calls per worker are in flight, each
+        with the threads its schedule gives it (runtime/schedule.py); cheap-rung windows are done here."""
         if self._pool is None:
             yield from (self._infer(rgb, *job, None) for job in jobs)
             return
-        schedule = WindowSchedule(self.workers, windows)
+        schedule = WindowSchedule(self.workers, sum(f != CHEAP for _, f in jobs))
         pending: deque = deque()
-        for index, job in enumerate(jobs):
-            pending.append(self._pool.submit(self._scheduled, schedule, index, rgb, *job))
+        index = 0
+        for tile, factor in jobs:
+            if factor == CHEAP:
+                done: Future = Future()
+                done.set_result(self._infer(rgb, tile, factor, None))
+                pending.append(done)
+            else:
+                pending.append(self._pool.submit(self._scheduled, schedule, index, rgb, tile, factor))
+                index += 1
             if len(pending) >= 2 * self.workers:
                 yield pending.popleft().result()
         while pending:
@@ -99,14 +116,9 @@ class Upscaler:
         grid = report.grid
         stitcher = BandStitcher(grid, self.scale, 3, dtype, lambda block: to_dtype(block, dtype))
 
-        def jobs() -> Iterator[tuple[Tile, int]]:
-            for r in range(grid.rows):  # routed a row at a time, as the windows are submitted
-                tiles = grid.row_tiles(r)
-                factors = route(rgb, tiles, self.engine.model, self.fixed)
-                report.factors += factors
-                yield from zip(tiles, factors)
-
-        for tile, sr in zip(grid.tiles(), self._outputs(rgb, jobs(), len(grid.tiles()))):
+        tiles = grid.tiles()  # all routed first (microseconds a cell): the schedule counts the network windows
+        report.factors = route(rgb, tiles, self.engine.model, self.fixed, self.cheap)
+        for tile, sr in zip(tiles, self._outputs(rgb, list(zip(tiles, report.factors)))):
             band = stitcher.add(tile, sr)
             if progress is not None:
                 progress.update(1)

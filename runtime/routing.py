@@ -1,17 +1,20 @@
-"""Per-cell routing: the shared gradient-density measure picks the image-wise bit factor of each LR cell."""
+"""Per-cell routing: the shared gradient-density measure picks each LR cell's rung: the cheap rung (bicubic) at
+or below the manifest's cheap threshold, else the INT8 variant of its image-wise bit factor."""
 from __future__ import annotations
 
 import cv2
 import numpy as np
 
 from adabm_deploy.complexity import gradient_density
+from adabm_deploy.rung import is_cheap
 
 from .images import as_float
 from .manifest import Manifest
 from .tiling import Grid, Tile
 
-# overlay colours (RGB) of the bit factor: fewer bits blue, base green, more bits red
-FACTOR_COLORS = {-1: (40, 90, 255), 0: (40, 200, 60), 1: (255, 50, 40)}
+CHEAP = "cheap"  # a cell's route that runs no network
+# overlay colours (RGB) of the route: cheap rung yellow, fewer bits blue, base green, more bits red
+FACTOR_COLORS = {CHEAP: (250, 215, 30), -1: (40, 90, 255), 0: (40, 200, 60), 1: (255, 50, 40)}
 
 
 def cell_complexity(rgb: np.ndarray, tile: Tile) -> float:
@@ -19,11 +22,18 @@ def cell_complexity(rgb: np.ndarray, tile: Tile) -> float:
     return gradient_density(as_float(rgb[y0:y1, x0:x1]))
 
 
-def route(rgb: np.ndarray, tiles: list[Tile], model: Manifest, fixed: int | None = None) -> list[int]:
-    """Factor per tile from the manifest's thresholds, or `fixed` for every tile."""
+def route(rgb: np.ndarray, tiles: list[Tile], model: Manifest, fixed: int | None = None,
+          cheap: bool = True) -> list[int | str]:
+    """Route per tile from the manifest's thresholds (the cheap rung only where `cheap`), or `fixed` for every
+    tile."""
     if fixed is not None:
         return [fixed] * len(tiles)
-    return [model.factor_for(cell_complexity(rgb, t)) for t in tiles]
+    threshold = model.cheap_threshold if cheap else None
+    routes: list[int | str] = []
+    for tile in tiles:
+        c = cell_complexity(rgb, tile)
+        routes.append(CHEAP if is_cheap(c, threshold) else model.factor_for(c))
+    return routes
 
 
 def overlay(rgb: np.ndarray, grid: Grid, factors: list[int], min_side: int = 512) -> np.ndarray:

@@ -9,10 +9,11 @@ output can be written as it is made and memory does not grow with the image.
 """
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import numpy as np
+
+from adabm_deploy.cells import cell_bounds
 
 
 @dataclass(frozen=True)
@@ -25,12 +26,11 @@ class Axis:
 
 
 def split_axis(length: int, patch: int, overlap: int) -> Axis:
-    """Overlap is capped at half a cell, so that only neighbouring windows meet (the weights need that)."""
-    n = math.ceil(length / patch)
-    size = math.ceil(length / n)
-    overlap = min(overlap, size // 2)
-    starts = [i * size for i in range(n)]
-    ends = [min(s + size, length) for s in starts]
+    """Cells as adabm_deploy.cells cuts them; overlap is capped at half a cell, so that only neighbouring
+    windows meet (the weights need that)."""
+    bounds = cell_bounds(length, patch)
+    overlap = min(overlap, (bounds[0][1] - bounds[0][0]) // 2)
+    starts, ends = [s for s, _ in bounds], [e for _, e in bounds]
     return Axis(starts, ends, [max(s - overlap, 0) for s in starts], [min(e + overlap, length) for e in ends])
 
 

@@ -49,6 +49,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="ONNX Runtime calls run at once, one thread each (0: one per core)")
     p.add_argument("--variant", choices=VARIANTS, default="auto",
                    help="auto: route each cell by complexity; or force one INT8 variant, or the FP32 graph")
+    p.add_argument("--no-cheap-rung", action="store_true",
+                   help="run the network on every cell, also those the model's cheap rung would upscale bicubically")
     p.add_argument("--suffix", help="output name suffix (default: _x<scale>)")
     p.add_argument("--stats", type=Path, help="write per-image latency, cells per variant and FAB (JSON)")
     p.add_argument("--bitmap", type=Path,
@@ -201,7 +203,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.max_pixels < 1:
         raise UserError(f"--max-pixels {args.max_pixels}: must be positive")
     workers = args.threads or os.cpu_count() or 1
-    upscaler = Upscaler(Engine(model, threads=1), patch, args.overlap, args.variant, workers)
+    upscaler = Upscaler(Engine(model, threads=1), patch, args.overlap, args.variant, workers,
+                        cheap=not args.no_cheap_rung)
     upscaler.engine.check(upscaler.graphs())
     suffix = args.suffix if args.suffix is not None else f"_x{model.scale}"
     folders = [p for p in (args.output, args.bitmap) if p is not None and p.is_dir()]
@@ -210,7 +213,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.stats:
         check_json_target(args.stats)  # before any image runs, not after the last
     failures += run.errors
-    for line in [*run.notes, *run.skipped]:
+    for line in [*([model.notice] if model.notice else []), *run.notes, *run.skipped]:
         print(line, file=sys.stderr)
     for line in failures:
         print(f"error: {line}", file=sys.stderr)

@@ -51,6 +51,7 @@ def tiny_model_dir(tmp_path_factory) -> Path:
         qm.image2bit.lower.fill_(10.0)
         qm.image2bit.upper.fill_(40.0)
         qm.layer2bit.m.copy_(torch.tensor([-1.0, 0.0, 1.0, 0.0]))
-    payload = artifact.to_dict(qm, network, {"method": "minmax"}, {"fab_calibration_images": 8.0})
+    payload = artifact.to_dict(qm, network, {"method": "minmax"}, {"fab_calibration_images": 8.0},
+                               {"kind": "bicubic", "threshold": 5.0})
     model_dir.write(root / "model", qm, payload, 19)
     return root / "model"

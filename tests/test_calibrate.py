@@ -147,3 +147,27 @@ def test_cuda_graph_step_gives_the_eager_gradients(x2_checkpoint, t91):
         assert eager(x, c, bit_weight).item() == graph_loss
         assert all(torch.equal(g, p.grad) for g, p in zip(graph_grads, tuned))
         step = calib.TrainStep(qm, tuned, s, x, c)
+
+
+def test_the_cheap_rung_threshold_is_the_largest_within_the_budget_and_zero_turns_it_off():
+    from adabm_deploy.rung_calibration import ImageCells, choose_threshold, drop_db
+    # two images of four 100-pixel cells, network error 1 per pixel; the rung's error is 1.2x the network's on
+    # the flattest cell, 3x on the next; the two textured cells are no candidates (inf)
+    cells = [ImageCells(np.array([1.0, 3.0, np.inf, np.inf]), np.full(4, 100.0),
+                        np.array([120.0, 300.0, 1e4, 1e4]), 400) for _ in range(2)]
+    assert drop_db(cells, None, 2) == 0.0
+    assert drop_db(cells, 1.0, 2) == pytest.approx(10 * np.log10(420 / 400))
+    assert drop_db(cells, 3.0, 2) == pytest.approx(10 * np.log10(620 / 400))
+    assert choose_threshold(cells, 0.0, 2) is None  # zero budget: the all-network output, exactly
+    assert choose_threshold(cells, 0.1, 2) is None  # not even the flattest cell fits
+    assert choose_threshold(cells, 0.3, 2) == 1.0
+    assert choose_threshold(cells, 2.0, 2) == 3.0
+    assert choose_threshold(cells, 0.1, 200) == 3.0  # the images without candidates lose nothing
+    assert choose_threshold([], 1.0, 2) is None
+
+
+def test_calibration_sets_the_cheap_rung_on_the_calibration_images(calibrated):
+    rung = calibrated["adabm"][1]["cheap_rung"]
+    assert rung["kind"] == "bicubic" and rung["budget_db"] == 0.1 and rung["patch"] == 96
+    assert rung["calibration_drop_db"] <= rung["budget_db"]
+    assert rung["calibration_cells"] >= 12

@@ -157,7 +157,7 @@ def test_every_activation_range_in_each_graph_is_the_artifacts_bits_for_its_vari
     network = zoo_networks[kind]
     for full in (True, False):
         qm = with_factors(zoo.observed(QuantGraph(network.graph, 4, 4, full)))
-        data = artifact.to_dict(qm, network, {"method": "adabm"}, {})
+        data = artifact.to_dict(qm, network, {"method": "adabm"}, {}, {"kind": "bicubic", "threshold": None})
         m = model_dir.write(tmp_path / f"{kind}_{full}", qm, data, 19)
         assert len({tuple(v.layer_bits) for v in m.variants.values()}) == 3  # the variants differ
         for factor, variant in m.variants.items():

@@ -229,7 +229,8 @@ def edited_manifest(tmp_path, source, **fields):
     (dict(patch_size=0), "patch_size is 0, expected an integer from 8"),
     (dict(complexity__thresholds=["10", "40"]), 'a complexity threshold is "10", expected a finite number'),
     (dict(complexity__thresholds=[float("-inf"), 40.0]), "a complexity threshold is -Infinity"),
-    (dict(version="1"), 'manifest version "1" is not supported (this runtime reads version 1)'),
+    (dict(version="2"), 'manifest version "2" is not supported (this runtime reads versions 1, 2)'),
+    (dict(cheap_rung__threshold="5"), 'the cheap rung\'s threshold is "5", expected a finite number'),
 ])
 def test_a_bad_manifest_exits_2_before_any_image_is_read(capsys, tiny_model_dir, folder, tmp_path, fields,
                                                            message):

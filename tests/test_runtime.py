@@ -18,6 +18,7 @@ from conftest import REPO
 from runtime import images, manifest
 from runtime.engine import Engine
 from runtime.pipeline import Report, Upscaler
+from runtime.routing import CHEAP
 from runtime.png import PngStream
 from runtime.schedule import WindowSchedule, shared_is_sooner
 from runtime.tiling import plan, window_weights
@@ -85,7 +86,7 @@ def test_tiled_stitching_is_exact_for_a_local_operator(benchmark_root):
     lr = cv2.imread(str(benchmark_root / "Set14" / "LR_bicubic" / "X4" / "barbarax4.png"))[:, :, ::-1]
     lr = np.ascontiguousarray(lr).astype(np.float32)
     engine = ReplicateEngine()
-    out, report = Upscaler(engine, patch=24, overlap=4).upscale_rgb(lr, np.uint8)
+    out, report = Upscaler(engine, patch=24, overlap=4, cheap=False).upscale_rgb(lr, np.uint8)
     np.testing.assert_array_equal(out, to_uint8(lr.repeat(4, 0).repeat(4, 1)))
     assert sum(report.counts().values()) == len(report.grid.tiles()) and set(report.factors) <= {-1, 0, 1}
     assert [shape[0] for _, shape in engine.calls] == [1] * len(report.grid.tiles())
@@ -96,7 +97,7 @@ def test_tiled_stitching_is_exact_for_a_local_operator(benchmark_root):
 def test_bands_cover_the_output_once_each_at_most_a_row_of_windows_high(h, w, patch, overlap):
     """Out-of-range values too: saturation happens once, on the blended sum."""
     lr = np.random.default_rng(0).uniform(-10, 265, (h, w, 3)).astype(np.float32)
-    up = Upscaler(ReplicateEngine(), patch, overlap)
+    up = Upscaler(ReplicateEngine(), patch, overlap, cheap=False)
     report = Report(up.plan(h, w))
     bands = list(up.bands(lr, np.uint8, report))
     assert len(bands) == report.grid.rows
@@ -108,12 +109,55 @@ def test_bands_cover_the_output_once_each_at_most_a_row_of_windows_high(h, w, pa
 def test_routing_sends_flat_cells_low_and_texture_high():
     engine = ReplicateEngine()
     rng = np.random.default_rng(0)
-    flat = np.full((96, 96, 3), 120.0, np.float32)
+    gentle = np.tile(np.linspace(100, 130, 96, dtype=np.float32)[None, :, None], (96, 1, 3))  # complexity 0.6
     texture = rng.integers(0, 256, (96, 96, 3)).astype(np.float32)
-    _, report = Upscaler(engine, 96, 2).upscale_rgb(np.concatenate([flat, texture], axis=1), np.uint8)
-    assert report.factors == [-1, 1]
+    lr = np.concatenate([gentle, gentle[::-1] + rng.normal(0, 10, (96, 96, 3)).astype(np.float32), texture], axis=1)
+    assert engine.model.cheap_threshold is not None
+    _, report = Upscaler(engine, 96, 2, cheap=False).upscale_rgb(lr, np.uint8)
+    assert report.factors == [-1, -1, 1]
     fabs = {f: v.fab for f, v in engine.model.variants.items()}
-    assert report.fab(fabs) == pytest.approx((fabs[-1] + fabs[1]) / 2)
+    assert report.fab(fabs) == pytest.approx((2 * fabs[-1] + fabs[1]) / 3)
+    calls = len(engine.calls)
+    _, report = Upscaler(engine, 96, 2).upscale_rgb(lr, np.uint8)
+    assert report.factors == [CHEAP, -1, 1] and report.counts() == {CHEAP: 1, "-1": 1, "+0": 0, "+1": 1}
+    assert len(engine.calls) - calls == 2  # the cheap cell ran no network
+    assert report.fab(fabs) == pytest.approx((fabs[-1] + fabs[1]) / 2)  # over the cells the network ran
+
+
+def test_the_cheap_rung_is_bicubic_cross_faded_into_its_neighbours():
+    """A cheap cell's output is the bicubic upscale of its window; in the overlap band it is cross-faded with
+    the network output of its neighbour (here pixel replication), as network windows are, so no seam shows."""
+    from adabm_deploy import rung
+    engine = ReplicateEngine()
+    lr = np.concatenate([np.tile(np.linspace(100, 130, 96, dtype=np.float32)[None, :, None], (96, 1, 3)),
+                         np.random.default_rng(1).integers(0, 256, (96, 96, 3)).astype(np.float32)], axis=1)
+    out, report = Upscaler(engine, 96, 2).upscale_rgb(lr, np.uint8)
+    assert report.factors[0] == CHEAP
+    bicubic = to_uint8(rung.upscale(lr[:, :98], 4))  # the cheap window: the cell and 2 px of context
+    replicated = to_uint8(lr.repeat(4, 0).repeat(4, 1))
+    np.testing.assert_array_equal(out[:, : 94 * 4], bicubic[:, : 94 * 4])  # before the overlap band
+    np.testing.assert_array_equal(out[:, 98 * 4:], replicated[:, 98 * 4:])  # after it
+    band = out[:, 94 * 4:98 * 4].astype(int)
+    low = np.minimum(bicubic[:, 94 * 4:98 * 4], replicated[:, 94 * 4:98 * 4]).astype(int)
+    high = np.maximum(bicubic[:, 94 * 4:98 * 4], replicated[:, 94 * 4:98 * 4]).astype(int)
+    assert ((band >= low - 1) & (band <= high + 1)).all()  # a blend of the two, pixel by pixel
+
+
+def test_a_version_1_model_directory_loads_without_the_rung_and_says_so(tmp_path, lr_image):
+    old = tmp_path / "v1"
+    shutil.copytree(BUNDLED, old)
+    data = json.loads((old / "manifest.json").read_text())
+    data["version"] = 1
+    del data["cheap_rung"]
+    (old / "manifest.json").write_text(json.dumps(data))
+    m = manifest.load(old)
+    assert m.version == 1 and m.cheap_threshold is None and "version 1 model directory" in m.notice
+    proc = upscale_cli(lr_image, "--model", old, "-o", tmp_path / "x.png")
+    assert proc.returncode == 0 and "without the cheap rung" in proc.stderr, proc.stderr
+    data["version"] = 2
+    (old / "manifest.json").write_text(json.dumps(data))
+    proc = upscale_cli(lr_image, "--model", old, "-o", tmp_path / "y.png")
+    assert proc.returncode == 2 and "no 'cheap_rung' field" in proc.stderr, proc.stderr
 
 
 def test_tiled_matches_whole_image_for_one_variant(benchmark_root):
@@ -303,12 +347,12 @@ def test_a_failure_while_computing_or_writing_leaves_no_file_and_the_batch_goes_
     shutil.copy(lr_image, src)  # 128x128 LR: 3 x 3 cells of 48
     engine = FailingEngine(n=5)
     jobs = [Job(src, tmp_path / "out" / "a.png"), Job(src, tmp_path / "out" / "b.png")]
-    records, failures = process(jobs, Upscaler(engine, 48, 2))
+    records, failures = process(jobs, Upscaler(engine, 48, 2, cheap=False))
     assert failures == ["variant cannot be loaded"] and [r["output"] for r in records] == [str(jobs[1].target)]
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["b.png"]  # no temporary of a.png left
     (tmp_path / "blocker").write_text("a file")
     engine = ReplicateEngine()
-    records, failures = process([Job(src, tmp_path / "blocker" / "c.png")], Upscaler(engine, 48, 2))
+    records, failures = process([Job(src, tmp_path / "blocker" / "c.png")], Upscaler(engine, 48, 2, cheap=False))
     assert len(failures) == 1 and "blocker is a file, not a folder" in failures[0] and not records
     assert len(engine.calls) <= 3 + 3  # stopped at the first band, not after the whole image
 
@@ -317,7 +361,7 @@ def test_sixteen_bit_pictures_route_and_upscale_like_their_eight_bit_values():
     """The picture stays in its own dtype; windows and cells are scaled to 0..255 floats as they are cut."""
     lr = np.random.default_rng(1).integers(0, 256, (70, 150, 3), dtype=np.uint8)
     lr[:, :75] = 120  # a flat half and a textured half: two different factors
-    up = Upscaler(ReplicateEngine(), 48, 2)
+    up = Upscaler(ReplicateEngine(), 48, 2, cheap=False)  # integer outputs: 8 and 16 bits compare exactly
     eight, report8 = up.upscale_rgb(lr, np.uint8)
     sixteen, report16 = up.upscale_rgb(lr.astype(np.uint16) * 257, np.uint16)
     assert report16.factors == report8.factors and len(set(report8.factors)) > 1

@@ -1,0 +1,127 @@
+"""The cheap rung's threshold, set under an accuracy budget without ground truth.
+
+On the calibration images the FP32 network's own output is the reference. Each image is cut into the cells
+the runtime routes (adabm_deploy.cells); every cell gets its complexity, and the squared Y error against the
+reference of two outputs: the quantized network routed as the runtime routes it (each cell at its image-wise
+factor), and the cheap rung (adabm_deploy.rung). The threshold is the largest cell complexity at which
+routing every cell at or below it to the rung lowers the mean Y-PSNR against the reference by at most the
+budget, compared with routing every cell to the network. A budget of 0 turns the rung off, so the output is
+exactly the all-network one.
+
+The rung is for the easiest cells: candidates are those below AdaBM's own lower image-to-bit threshold (the
+cells it already gives fewer bits; for a non-adaptive model, the 10th percentile of cell complexity). An image
+without candidates loses nothing at any threshold, so only images with one are simulated.
+
+Against the FP32 output this is a strict measure: the quantized network is within a few LSB of it, so any
+bicubic texture counts in full. On Set14 and B100 (whole images, against HR) a drop of 0.21 / 0.70 dB here was
+0.015 / 0.042 dB, and the default budget keeps to the flattest cells (docs/benchmarks.md, "The cheap rung").
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from . import rung
+from .cells import cell_bounds
+from .complexity import gradient_density
+from .metrics import rgb_to_y, to_uint8
+from .network.graph import run as run_graph
+from .quant.qgraph import QuantGraph
+
+MIN_MSE = 1e-6  # a reference matched exactly: keep the ratio of MSEs finite
+
+
+@dataclass
+class ImageCells:
+    complexity: np.ndarray  # per cell
+    se_network: np.ndarray  # per cell: sum of squared Y errors against the FP32 output
+    se_rung: np.ndarray
+    pixels: int  # HR pixels of the image
+
+
+def _y(image: np.ndarray) -> np.ndarray:
+    return rgb_to_y(to_uint8(image))
+
+
+def _cells(lr: np.ndarray, patch: int) -> list[tuple[int, int, int, int]]:
+    return [(y0, y1, x0, x1) for y0, y1 in cell_bounds(lr.shape[0], patch) for x0, x1 in cell_bounds(lr.shape[1], patch)]
+
+
+def _complexities(lr: np.ndarray, patch: int) -> np.ndarray:
+    return np.array([gradient_density(lr[y0:y1, x0:x1].astype(np.float32)) for y0, y1, x0, x1 in _cells(lr, patch)])
+
+
+def candidate_limit(qm: QuantGraph, complexities: list[np.ndarray]) -> float:
+    """Cells below this complexity may go to the rung."""
+    if qm.adaptive_bits:
+        return qm.image2bit.thresholds()[0]
+    return float(np.percentile(np.concatenate(complexities), 10))
+
+
+def measure(qm: QuantGraph, images: list[np.ndarray], patch: int) -> list[ImageCells]:
+    """Per-cell complexity and errors of the network and the rung, for the images (uint8 LR HxWx3) that have a
+    candidate cell; the others cannot lose anything."""
+    scale = qm.scale
+    lower, upper = qm.image2bit.thresholds()
+    stand_in = {-1: lower - 1.0, 0: (lower + upper) / 2, 1: upper + 1.0}  # a complexity that maps to the factor
+    all_complexities = [_complexities(lr, patch) for lr in images]
+    limit = candidate_limit(qm, all_complexities)
+    out = []
+    for lr, complexity in zip(images, all_complexities):
+        if not (complexity < limit).any():
+            continue
+        x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))).float()[None]
+        with torch.no_grad():
+            ref = _y(run_graph(qm.graph, x)[0].permute(1, 2, 0).numpy())
+        cheap = _y(rung.upscale(lr.astype(np.float32), scale))
+        cells = _cells(lr, patch)
+        factors = [-1 if c < lower else (1 if c > upper else 0) for c in complexity] if qm.adaptive_bits else \
+            [0] * len(cells)
+        network = {}
+        for f in sorted(set(factors)):
+            with torch.no_grad():
+                network[f] = _y(qm(x, torch.tensor([stand_in[f]]))[0].permute(1, 2, 0).numpy())
+        se_net, se_rung = [], []
+        for (y0, y1, x0, x1), f in zip(cells, factors):
+            region = np.s_[y0 * scale:y1 * scale, x0 * scale:x1 * scale]
+            se_net.append(float(((network[f][region] - ref[region]) ** 2).sum()))
+            se_rung.append(float(((cheap[region] - ref[region]) ** 2).sum()))
+        out.append(ImageCells(np.where(complexity < limit, complexity, np.inf), np.array(se_net), np.array(se_rung),
+                              ref.size))
+    return out
+
+
+def drop_db(images: list[ImageCells], threshold: float | None, n_images: int | None = None) -> float:
+    """Mean over n_images (default: those measured) of the Y-PSNR lost against the reference by routing cells
+    <= threshold to the rung; the images not measured lose nothing."""
+    losses = []
+    for im in images:
+        cheap = im.complexity <= threshold if threshold is not None else np.zeros(len(im.complexity), bool)
+        base = max(im.se_network.sum() / im.pixels, MIN_MSE)
+        mixed = max((im.se_rung[cheap].sum() + im.se_network[~cheap].sum()) / im.pixels, MIN_MSE)
+        losses.append(10 * np.log10(mixed / base))
+    return float(np.sum(losses) / (n_images or max(len(images), 1)))
+
+
+def choose_threshold(images: list[ImageCells], budget_db: float, n_images: int) -> float | None:
+    """The largest candidate complexity whose routing drop stays within the budget; None for a zero budget or
+    when not even the flattest cell fits."""
+    if budget_db <= 0 or not images:
+        return None
+    candidates = np.unique(np.concatenate([im.complexity for im in images]))
+    fitting = [float(c) for c in candidates[np.isfinite(candidates)]
+               if drop_db(images, float(c), n_images) <= budget_db]
+    return max(fitting) if fitting else None
+
+
+def calibrate_rung(qm: QuantGraph, images: list[np.ndarray], budget_db: float, patch: int) -> dict:
+    """The artifact's `cheap_rung` entry."""
+    cells = measure(qm, images, patch) if budget_db > 0 else []
+    threshold = choose_threshold(cells, budget_db, len(images))
+    total = sum(len(_cells(lr, patch)) for lr in images)
+    cheap = 0 if threshold is None else sum(int((im.complexity <= threshold).sum()) for im in cells)
+    return {"kind": rung.KIND, "threshold": threshold, "budget_db": budget_db, "patch": patch,
+            "calibration_drop_db": round(drop_db(cells, threshold, len(images)), 4), "calibration_cells": total,
+            "calibration_cheap_cells": cheap}
