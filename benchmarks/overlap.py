@@ -19,7 +19,7 @@ from adabm_deploy.metrics import psnr, to_uint8
 from runtime import manifest
 from runtime.engine import Engine
 from runtime.pipeline import Upscaler
-from runtime.upscale import DEFAULT_MODEL
+from runtime.api import DEFAULT_MODEL
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -39,7 +39,7 @@ from runtime import manifest
 from runtime.cpu import cpu_model
 from runtime.engine import Engine, session_options
 from runtime.pipeline import Upscaler
-from runtime.upscale import DEFAULT_MODEL, DEFAULT_OVERLAP
+from runtime.api import DEFAULT_MODEL, DEFAULT_OVERLAP
 
 from benchmarks.workloads import SHARED, sky_frame
 

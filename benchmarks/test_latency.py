@@ -22,7 +22,7 @@ import pytest
 from runtime import manifest
 from runtime.engine import Engine, session_options
 from runtime.pipeline import Upscaler
-from runtime.upscale import DEFAULT_MODEL, DEFAULT_OVERLAP
+from runtime.api import DEFAULT_MODEL, DEFAULT_OVERLAP
 
 from benchmarks.workloads import REPO, THREADS, macs_per_lr_pixel, onnx_runner, set14_psnr, shared
 
@@ -266,7 +266,7 @@ def test_adabm_upscale_with_png_io(macs, benchmark, frame, threads, quick):
     """The CLI's work on one PNG: read it, compute, and write the 1080p PNG as its bands are finished."""
     from runtime import images
     from runtime.jobs import Job
-    from runtime.upscale import process
+    from runtime.files import process
     images.save(WORK / "frame.png", frame)
     jobs = [Job(WORK / "frame.png", WORK / "frame_x4.png")]
     up = cli_upscaler(threads)
@@ -285,7 +285,7 @@ def test_adabm_upscale_folder_of_frames(macs, benchmark, frame, threads, quick):
     computes. Per-frame time (the report divides by the frame count)."""
     from runtime import images
     from runtime.jobs import Job
-    from runtime.upscale import process
+    from runtime.files import process
     frames = 2 if quick else 4
     jobs = []
     for i in range(frames):

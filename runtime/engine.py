@@ -83,6 +83,11 @@ class Engine:
                 raise UserError(f"{self.model.root}: damaged model directory ({path.name} maps {side}x{side} to "
                                 f"{out.shape[3]}x{out.shape[2]}, not x{self.model.scale} as the manifest says)")
 
+    def close(self) -> None:
+        """Drop the sessions (a later call creates them again)."""
+        with self._lock:
+            self._sessions.clear()
+
     def run(self, factor: int | None, batch: np.ndarray, threads: int | None = None) -> np.ndarray:
         """batch: N x 3 x h x w float32 RGB 0..255 -> N x 3 x (h*scale) x (w*scale) float32. The integer
         kernels give the same output whatever the thread count."""

@@ -59,6 +59,11 @@ def load(path: Path, max_pixels: int = MAX_PIXELS) -> Picture:
         raise UserError(f"{path}: is a folder, not an image") from None
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
+    return decode(data, path, max_pixels)
+
+
+def decode(data: bytes, path: Path, max_pixels: int = MAX_PIXELS) -> Picture:
+    """load() of bytes already read (`path` names them in messages)."""
     if not data:
         raise UserError(f"{path}: empty file")
     header = read_header(path, data, max_pixels)
@@ -83,6 +88,28 @@ def load(path: Path, max_pixels: int = MAX_PIXELS) -> Picture:
     gray = shown.ndim == 2 or bool(header.gray)
     rgb = np.repeat(shown[:, :, None], 3, axis=2) if shown.ndim == 2 else shown[:, :, ::-1]
     return Picture(np.ascontiguousarray(rgb), alpha, shown.dtype, gray)
+
+
+def from_array(array: np.ndarray, name: str = "array") -> Picture:
+    """A picture from an array: H x W (gray), H x W x 2 (gray + alpha), H x W x 3 (RGB) or H x W x 4 (RGBA),
+    uint8 or uint16. RGB channel order, as numpy users have it (OpenCV's BGR arrays need [..., ::-1])."""
+    array = np.asarray(array)
+    if array.dtype not in (np.uint8, np.uint16):
+        raise UserError(f"{name}: {array.dtype} pixels are not supported (uint8 or uint16)")
+    if array.ndim == 2:
+        array = array[:, :, None]
+    if array.ndim != 3 or array.shape[2] not in (1, 2, 3, 4) or 0 in array.shape:
+        raise UserError(f"{name}: shape {array.shape} is not an image (H x W, or H x W x 1, 2, 3 or 4 channels)")
+    gray = array.shape[2] <= 2
+    rgb = np.repeat(array[:, :, :1], 3, axis=2) if gray else array[:, :, :3]
+    alpha = array[:, :, -1] if array.shape[2] in (2, 4) else None
+    return Picture(np.ascontiguousarray(rgb), None if alpha is None else np.ascontiguousarray(alpha), array.dtype,
+                   gray)
+
+
+def channels_of(picture: Picture) -> int:
+    """The channels of the picture's own form: gray, gray + alpha, RGB, RGBA."""
+    return (1 if picture.gray else 3) + (picture.alpha is not None)
 
 
 def as_float(pixels: np.ndarray) -> np.ndarray:

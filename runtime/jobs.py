@@ -19,6 +19,9 @@ from adabm_deploy.errors import UserError
 from .images import INPUT_SUFFIXES, OUTPUT_SUFFIXES
 
 BITMAP_SUFFIX = "_bits"
+VIDEO_SUFFIXES = {".mp4", ".mkv", ".webm", ".mov"}  # written back in their own container (runtime/video.py)
+READ = INPUT_SUFFIXES | VIDEO_SUFFIXES
+WRITTEN = OUTPUT_SUFFIXES | VIDEO_SUFFIXES
 
 
 @dataclass(frozen=True)
@@ -26,6 +29,7 @@ class Job:
     source: Path
     target: Path
     bitmap: Path | None = None
+    uri: str | None = None  # where the input is read from when it is not a local path (runtime/batch.py)
 
 
 @dataclass
@@ -37,8 +41,9 @@ class Plan:
 
 
 def output_name(source: Path, suffix: str) -> str:
-    """`a.jpg` -> `a_x4.jpg`; formats that cannot be written back (GIF) become PNG."""
-    ext = source.suffix if source.suffix.lower() in OUTPUT_SUFFIXES else ".png"
+    """`a.jpg` -> `a_x4.jpg`, `clip.mkv` -> `clip_x4.mkv`; formats that cannot be written back (GIF) become
+    PNG."""
+    ext = source.suffix if source.suffix.lower() in WRITTEN else ".png"
     return f"{source.stem}{suffix}{ext}"
 
 
@@ -63,12 +68,12 @@ def collect(inputs: list[Path], suffix: str, warn: Callable[[str], None], output
         if item.is_dir():
             files = sorted(p for p in item.rglob("*") if p.is_file() and not _hidden(p, item)
                            and not _inside(p.absolute(), skip))
-            images = [p for p in files if p.suffix.lower() in INPUT_SUFFIXES]
+            images = [p for p in files if p.suffix.lower() in READ]
             outputs = {p.with_name(output_name(p, suffix)): p for p in images} if suffix else {}
             for path in files:
                 if path in outputs:
                     own_outputs[path] = outputs[path]
-                elif path.suffix.lower() in INPUT_SUFFIXES:
+                elif path.suffix.lower() in READ:
                     found.append((path, item))
                 else:
                     warn(f"warning: {path}: not an image, skipped")
@@ -94,11 +99,12 @@ def names_a_file(path: Path, flag: str) -> bool:
     if path.is_dir() or str(path).endswith(os.sep):
         return False
     suffix = path.suffix.lower()
-    if suffix in OUTPUT_SUFFIXES:
+    if suffix in WRITTEN:
         return True
     if suffix:
         raise UserError(f"{flag} {path}: cannot write {suffix} files (image formats: "
-                        f"{', '.join(sorted(OUTPUT_SUFFIXES))}; a new folder: end the name with /)")
+                        f"{', '.join(sorted(OUTPUT_SUFFIXES))}; videos: {', '.join(sorted(VIDEO_SUFFIXES))}; "
+                        "a new folder: end the name with /)")
     if path.exists():
         raise UserError(f"{flag} {path}: is a file, not an output folder")
     return False

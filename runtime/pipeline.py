@@ -126,6 +126,12 @@ class Upscaler:
                 yield band
         report.seconds = time.perf_counter() - start
 
+    def close(self) -> None:
+        """Stop the worker threads (the sessions go with the engine)."""
+        if self._pool is not None:
+            self._pool.shutdown()
+            self._pool = None
+
     def upscale_rgb(self, rgb: np.ndarray, dtype: np.dtype, progress=None) -> tuple[np.ndarray, Report]:
         """The whole output at once: (H*s x W*s x 3 in `dtype`, routing report)."""
         report = Report(self.plan(*rgb.shape[:2]))

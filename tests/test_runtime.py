@@ -23,7 +23,7 @@ from runtime.png import PngStream
 from runtime.schedule import WindowSchedule, shared_is_sooner
 from runtime.tiling import plan, window_weights
 from runtime.jobs import Job
-from runtime.upscale import process
+from runtime.files import process
 
 BUNDLED = REPO / "runtime" / "models" / "edsr_baseline_x4"
 
@@ -162,7 +162,7 @@ def test_a_version_1_model_directory_loads_without_the_rung_and_says_so(tmp_path
 
 def test_tiled_matches_whole_image_for_one_variant(benchmark_root):
     """Default overlap: tiled vs whole-image Y-PSNR for a fixed variant (README has the Set14 figures)."""
-    from runtime.upscale import DEFAULT_OVERLAP
+    from runtime.api import DEFAULT_OVERLAP
     model = manifest.load(BUNDLED)
     engine = Engine(model, threads=2)
     up = Upscaler(engine, model.patch_size, DEFAULT_OVERLAP, variant="0")

@@ -1,0 +1,166 @@
+"""`python -m runtime.batch INPUT... -o OUT`: upscale a folder or a list of URIs of images on a Dask cluster.
+
+Dask (dask.distributed, the `batch` extra) rather than Ray: it is pure Python with a small install beside
+ONNX Runtime, a local cluster starts in a second (the tests start one on loopback), and a real cluster is a
+scheduler address (`--scheduler tcp://host:8786`) with `dask worker tcp://host:8786 --nthreads 1` on each
+machine. Every worker process loads the model once and keeps it (one set of ONNX Runtime sessions per worker);
+each image is one task that reads its input (a local path, or any URI fsspec opens: file://, s3://, https://),
+upscales it and writes the output atomically under OUT (a folder every worker sees). The run is planned first
+like runtime.upscale's: outputs that exist are skipped unless --overwrite, so a job stopped half-way resumes
+where it was; an image that fails is reported and the job goes on. --report writes every record and failure.
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path, PurePosixPath
+from typing import Sequence
+
+from tqdm import tqdm
+
+from adabm_deploy.atomic import check_json_target, write_json
+from adabm_deploy.errors import UserError, run_cli
+
+from .api import DEFAULT_MODEL, SuperResolver
+from .files import process
+from .images import INPUT_SUFFIXES
+from .jobs import Job, collect, output_name, plan
+
+_MODELS: dict[tuple, SuperResolver] = {}  # per worker process: one model, sessions and threads, kept
+
+
+def _dask():
+    try:
+        from dask.distributed import Client, LocalCluster, as_completed
+    except ImportError:
+        raise UserError("the batch job needs Dask, which this install lacks: pip install 'adabm-deploy[batch]'") \
+            from None
+    return Client, LocalCluster, as_completed
+
+
+def is_uri(text: str) -> bool:
+    return "://" in text
+
+
+def read_uri(job: Job) -> bytes:
+    import fsspec
+    try:
+        with fsspec.open(job.uri) as f:
+            return f.read()
+    except (OSError, ValueError, ImportError) as exc:
+        raise UserError(f"{job.uri}: cannot read ({exc})") from None
+
+
+def run_one(job: Job, model: str, options: dict) -> tuple[dict | None, str | None]:
+    """A task: (record, None) or (None, error line). Runs on a worker; the model is loaded on first use."""
+    key = (model, tuple(sorted(options.items())))
+    if key not in _MODELS:
+        _MODELS[key] = SuperResolver(model, **options)
+    sr = _MODELS[key]
+    records, failures = process([job], sr.upscaler, max_pixels=sr.max_pixels, read=read_uri if job.uri else None)
+    return (records[0], None) if records else (None, failures[0])
+
+
+def plan_uris(uris: list[str], output: Path, suffix: str, overwrite: bool) -> tuple[list[Job], list[str]]:
+    """Jobs for URIs (outputs named after the URI's file name, under `output`), skips for existing outputs."""
+    jobs, skipped, seen = [], [], {}
+    for uri in uris:
+        name = PurePosixPath(uri.split("://", 1)[1]).name
+        if Path(name).suffix.lower() not in INPUT_SUFFIXES:
+            raise UserError(f"{uri}: not an image name (supported: {', '.join(sorted(INPUT_SUFFIXES))})")
+        target = output / output_name(Path(name), suffix)
+        if target in seen:
+            raise UserError(f"{target}: named as both the output of {seen[target]} and of {uri}")
+        seen[target] = uri
+        if target.exists() and not overwrite:
+            skipped.append(f"skipped {uri}: {target} already exists (--overwrite replaces it)")
+        else:
+            jobs.append(Job(Path(name), target, uri=uri))
+    return jobs, skipped
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m runtime.batch", description=__doc__.splitlines()[0])
+    p.add_argument("inputs", nargs="*", type=str, metavar="INPUT", help="image files or folders")
+    p.add_argument("--list", type=Path, help="a text file of image URIs or paths, one per line")
+    p.add_argument("-o", "--output", type=Path, required=True, help="output folder (seen by every worker)")
+    p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model directory (seen by every worker)")
+    p.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
+    p.add_argument("--workers", type=int, default=0, help="local cluster: worker processes (0: one per core)")
+    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime calls at once per worker")
+    p.add_argument("--suffix", help="output name suffix (default: _x<scale>)")
+    p.add_argument("--overwrite", action="store_true", help="redo images whose output exists")
+    p.add_argument("--report", type=Path, help="write every record and failure (JSON)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    Client, LocalCluster, as_completed = _dask()
+    if args.report:
+        check_json_target(args.report)
+    lines = [line.strip() for line in args.list.read_text().splitlines()] if args.list else []
+    items = args.inputs + [line for line in lines if line and not line.startswith("#")]
+    if not items:
+        raise UserError("no inputs (give files, folders or --list)")
+    uris = [i for i in items if is_uri(i)]  # file:// too: read through fsspec like any remote store
+    local = [Path(i) for i in items if not is_uri(i)]
+    # the model is validated (and its scale read) here, before a worker starts
+    with SuperResolver(args.model, threads=1, suffix=args.suffix) as probe:
+        suffix, model = probe.suffix, str(probe.manifest.root.resolve())
+    args.output.mkdir(parents=True, exist_ok=True)
+    found, own, errors = collect(local, suffix, lambda m: print(m, file=sys.stderr), [args.output])
+    planned = plan(found, own, args.output, suffix, overwrite=args.overwrite)
+    remote_jobs, remote_skipped = plan_uris(uris, args.output, suffix, args.overwrite)
+    skipped = planned.skipped + remote_skipped
+    for line in planned.notes + skipped:
+        print(line, file=sys.stderr)
+    failed = errors + planned.errors
+    for line in failed:
+        print(f"error: {line}", file=sys.stderr)
+    options = {"threads": args.threads, "suffix": suffix}
+    start = time.perf_counter()
+    cluster = None if args.scheduler else LocalCluster(
+        n_workers=args.workers or os.cpu_count() or 1, threads_per_worker=1, processes=True, host="127.0.0.1",
+        dashboard_address=None)
+    records = []
+    try:
+        with Client(args.scheduler or cluster) as client:
+            futures = [client.submit(run_one, job, model, options, pure=False)
+                       for job in planned.jobs + remote_jobs]
+            bar = tqdm(total=len(futures), desc="images", unit="img", disable=not sys.stderr.isatty())
+            for future in as_completed(futures):
+                try:
+                    record, error = future.result()
+                except Exception as exc:  # a worker that died, a task that raised: reported, the job goes on
+                    record, error = None, f"{type(exc).__name__}: {exc}"
+                if record is not None:
+                    records.append(record)
+                    print(f"{record['input']} -> {record['output']} ({record['seconds']:.2f} s)")
+                else:
+                    failed.append(error)
+                    print(f"error: {error}", file=sys.stderr)
+                bar.update()
+            bar.close()
+            workers = len(client.scheduler_info()["workers"])
+    finally:
+        if cluster is not None:
+            cluster.close()
+    seconds = time.perf_counter() - start
+    print(f"{len(records)} written, {len(skipped)} skipped, {len(failed)} failed in {seconds:.1f} s on {workers} "
+          f"workers ({len(records) / seconds / max(workers, 1):.3f} images/s per worker)", file=sys.stderr)
+    if args.report:
+        write_json(args.report, {"model": model, "workers": workers, "seconds": round(seconds, 3),
+                                 "images": records, "skipped": skipped, "failed": failed})
+    return 1 if failed else 0
+
+
+def console() -> None:
+    """The `adabm-batch` console script."""
+    sys.exit(run_cli(main))
+
+
+if __name__ == "__main__":
+    console()

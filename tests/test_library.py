@@ -1,0 +1,170 @@
+"""The runtime as a library (runtime.api), videos (runtime.video) and the distributed batch job (runtime.batch)."""
+import json
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+
+import runtime
+from conftest import REPO
+from runtime.api import SuperResolver
+
+
+def photo(h=24, w=32, seed=0, channels=3, dtype=np.uint8):
+    rng = np.random.default_rng(seed)
+    top = np.iinfo(dtype).max
+    img = rng.integers(0, top + 1, (h, w, channels)).astype(dtype)
+    img[:, : w // 2] = top // 2
+    return img[:, :, 0] if channels == 1 else img
+
+
+@pytest.mark.parametrize("channels,dtype", [(1, np.uint8), (2, np.uint8), (3, np.uint8), (4, np.uint8),
+                                            (3, np.uint16), (1, np.uint16)])
+def test_upscale_an_array_of_any_form(tiny_model_dir, channels, dtype):
+    lr = photo(channels=channels, dtype=dtype)
+    with runtime.load(tiny_model_dir, threads=2) as sr:
+        hr = sr.upscale(lr)
+        assert hr.dtype == dtype and hr.shape[:2] == (96, 128) and hr.shape[2:] == lr.shape[2:]
+        if channels in (2, 4):  # the alpha plane: bicubic, beside the network
+            expected = cv2.resize(lr[:, :, -1], (128, 96), interpolation=cv2.INTER_CUBIC)
+            np.testing.assert_allclose(hr[:, :, -1].astype(float), expected, atol=1)
+        if channels == 3 and dtype == np.uint8:  # the same pixels as the CLI's file path gives
+            assert np.array_equal(hr, sr.upscale(lr.copy()))
+
+
+def test_files_and_bad_input_through_the_api(tiny_model_dir, tmp_path):
+    cv2.imwrite(str(tmp_path / "a.png"), photo()[:, :, ::-1])
+    (tmp_path / "bad.png").write_text("not an image")
+    with SuperResolver(tiny_model_dir) as sr:
+        record = sr.upscale_file(tmp_path / "a.png")
+        assert record["output"] == str(tmp_path / "a_x4.png") and cv2.imread(record["output"]).shape == (96, 128, 3)
+        with pytest.raises(runtime.UserError, match="a_x4.png already exists"):
+            sr.upscale_file(tmp_path / "a.png")  # a derived output is replaced only with overwrite=True
+        sr.upscale_file(tmp_path / "a.png", overwrite=True)
+        with pytest.raises(runtime.UserError, match=r"bad.png: not a PNG file"):
+            sr.upscale_file(tmp_path / "bad.png")
+        with pytest.raises(runtime.UserError, match="float64 pixels are not supported"):
+            sr.upscale(np.zeros((8, 8, 3)))
+        with pytest.raises(runtime.UserError, match=r"shape \(8, 8, 5\) is not an image"):
+            sr.upscale(np.zeros((8, 8, 5), np.uint8))
+        run = sr.upscale_files([tmp_path], tmp_path / "out", stats=tmp_path / "s.json")
+        assert len(run.records) == 1 and len(run.failed) == 1 and "bad.png" in run.failed[0]
+        assert json.loads((tmp_path / "s.json").read_text())["failed"] == run.failed
+    assert not [p for p in tmp_path.rglob(".*")]
+    with pytest.raises(runtime.UserError, match="model directory not found"):
+        runtime.load(tmp_path / "nowhere")
+    with pytest.raises(runtime.UserError, match="variant 'x'"):
+        runtime.load(tiny_model_dir, variant="x")
+
+
+def test_close_stops_the_worker_threads(tiny_model_dir):
+    before = threading.active_count()
+    sr = runtime.load(tiny_model_dir, threads=2)
+    sr.upscale(photo(100, 200))
+    assert threading.active_count() > before
+    sr.close()
+    assert threading.active_count() == before and not sr.upscaler.engine._sessions
+
+
+def test_console_scripts_run_the_commands():
+    import shutil
+    import tomllib
+    scripts = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["adabm-upscale"] == "runtime.upscale:console"
+    for name in ("adabm-upscale", "adabm-batch", "adabm-export", "adabm-calibrate", "adabm-evaluate"):
+        assert name in scripts
+        path = shutil.which(name, path=str(Path(sys.executable).parent))
+        if path is None:
+            pytest.skip(f"{name} not installed (pip install -e . writes the console scripts)")
+        proc = subprocess.run([path, "--help"], capture_output=True, text=True)
+        assert proc.returncode == 0 and "usage:" in proc.stdout, (name, proc.stderr)
+
+
+# -- video ----------------------------------------------------------------------------------------------------
+
+def make_clip(path, frames=6, size=(48, 32), audio=True, subtitles=False):
+    av = pytest.importorskip("av", reason="videos need the video extra: pip install -e '.[video]'")
+    with av.open(str(path), "w") as out:
+        video = out.add_stream("libx264", rate=12)
+        video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
+        video.codec_context.color_primaries = video.codec_context.color_trc = video.codec_context.colorspace = 1
+        sound = out.add_stream("aac", rate=16000) if audio else None
+        for i in range(frames):
+            img = np.zeros((size[1], size[0], 3), np.uint8)
+            img[:, : 8 + 4 * i] = (200, 90, 40)
+            out.mux(video.encode(av.VideoFrame.from_ndarray(img, format="rgb24")))
+        out.mux(video.encode(None))
+        if sound is not None:
+            samples = np.sin(np.linspace(0, 400, 16000 // 2)).astype(np.float32)[None]
+            frame = av.AudioFrame.from_ndarray(samples, format="fltp", layout="mono")
+            frame.sample_rate = 16000
+            out.mux(sound.encode(frame))
+            out.mux(sound.encode(None))
+    return path
+
+
+def test_a_video_is_upscaled_frame_by_frame_with_its_audio_and_colour_kept(tmp_path):
+    av = pytest.importorskip("av")
+    clip = make_clip(tmp_path / "clip.mp4")
+    proc = subprocess.run([sys.executable, "-m", "runtime.upscale", str(clip), "--threads", "2"],
+                          capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    assert "6 frames" in proc.stdout
+    with av.open(str(tmp_path / "clip_x4.mp4")) as out, av.open(str(clip)) as src:
+        v, sv = out.streams.video[0], src.streams.video[0]
+        assert (v.codec_context.width, v.codec_context.height) == (192, 128)
+        assert v.average_rate == sv.average_rate and v.codec_context.color_primaries == 1
+        assert [s.type for s in out.streams] == ["video", "audio"]
+        assert out.streams.audio[0].codec_context.name == "aac"
+        frames = [f.to_ndarray(format="rgb24") for f in out.decode(video=0)]
+    assert len(frames) == 6 and frames[-1].shape == (128, 192, 3)
+    assert abs(int(frames[-1][64, 20, 0]) - 200) < 24  # the picture, upscaled (through two lossy encodes)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "clip_x4.mp4"]
+
+
+def test_a_broken_video_is_one_line_and_leaves_nothing(tiny_model_dir, tmp_path):
+    pytest.importorskip("av")
+    (tmp_path / "broken.mkv").write_bytes(b"\x1a\x45\xdf\xa3" + b"\0" * 200)
+    proc = subprocess.run([sys.executable, "-m", "runtime.upscale", str(tmp_path / "broken.mkv"), "--model",
+                           str(tiny_model_dir)], capture_output=True, text=True, cwd=REPO)
+    assert proc.returncode == 1 and len(proc.stderr.strip().splitlines()) == 1 and "broken.mkv" in proc.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.mkv"]
+
+
+# -- the batch job -------------------------------------------------------------------------------------------
+
+def run_batch(*args):
+    return subprocess.run([sys.executable, "-m", "runtime.batch", *map(str, args)], capture_output=True, text=True,
+                          cwd=REPO, timeout=300)
+
+
+def test_a_batch_job_on_a_local_two_worker_cluster_reports_failures_and_resumes(tiny_model_dir, tmp_path):
+    pytest.importorskip("dask.distributed", reason="the batch job needs the batch extra: pip install -e '.[batch]'")
+    src = tmp_path / "in"
+    (src / "sub").mkdir(parents=True)
+    for i in range(4):
+        cv2.imwrite(str(src / ("sub" if i == 3 else "") / f"img{i}.png"), photo(seed=i)[:, :, ::-1])
+    (src / "cut.png").write_bytes((src / "img0.png").read_bytes()[:100])
+    cv2.imwrite(str(tmp_path / "remote.jpg"), photo(seed=9)[:, :, ::-1])
+    (tmp_path / "uris.txt").write_text(f"{(tmp_path / 'remote.jpg').as_uri()}\nfile://{tmp_path}/missing.png\n")
+    out, report = tmp_path / "out", tmp_path / "report.json"
+    proc = run_batch(src, "--list", tmp_path / "uris.txt", "-o", out, "--model", tiny_model_dir, "--workers", 2,
+                     "--report", report)
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads(report.read_text())
+    assert data["workers"] == 2 and len(data["images"]) == 5 and len(data["failed"]) == 2
+    assert any("cut.png: truncated PNG" in f for f in data["failed"])
+    assert any("missing.png: cannot read" in f for f in data["failed"])
+    written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
+    assert written == ["img0_x4.png", "img1_x4.png", "img2_x4.png", "remote_x4.jpg", "sub/img3_x4.png"]
+    stamps = {p: p.stat().st_mtime_ns for p in out.rglob("*.png")}
+    (out / "img1_x4.png").unlink()  # as if the job had stopped before this image
+    proc = run_batch(src, "-o", out, "--model", tiny_model_dir, "--workers", 2, "--report", report)
+    data = json.loads(report.read_text())
+    assert [r["input"] for r in data["images"]] == [str(src / "img1.png")] and len(data["skipped"]) == 3
+    assert all(p.stat().st_mtime_ns == t for p, t in stamps.items() if p.name != "img1_x4.png")
+    assert not [p for p in tmp_path.rglob(".*")]
