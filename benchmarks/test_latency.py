@@ -374,3 +374,73 @@ def test_architecture(benchmark, architecture_graphs, patches, arch, graph, thre
     record(benchmark, lambda: sess.run(None, {"lr": x}), row=row, threads=threads,
            pixels=x.shape[2] * x.shape[3], macs_per_pixel=plain_macs if graph == "fp32" else int8_macs,
            quick=quick, input_name="patch", accuracy=None)
+
+
+@pytest.fixture(scope="session")
+def clip(frame, quick) -> Path:
+    """A 480x270 clip (12 frames of the benchmark frame panning; 3 in quick mode), H.264 at 24 frames/s."""
+    av = pytest.importorskip("av", reason="the video row needs the video extra")
+    path = WORK / "clip.mp4"
+    h, w = frame.shape[:2]
+    big = np.concatenate([frame, frame[:, ::-1]], axis=1)
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=24)
+        stream.width, stream.height, stream.pix_fmt = w, h, "yuv420p"
+        for i in range(3 if quick else 12):
+            shifted = np.ascontiguousarray(big[:, 8 * i: 8 * i + w])
+            out.mux(stream.encode(av.VideoFrame.from_ndarray(shifted, format="rgb24")))
+        out.mux(stream.encode(None))
+    return path
+
+
+@pytest.mark.parametrize("threads", THREADS)
+def test_video_frames(benchmark, clip, macs, threads, quick):
+    """runtime.upscale on a video: decode, upscale, encode (H.264) and mux, frame by frame; per frame."""
+    import av
+
+    from runtime.api import SuperResolver
+    with av.open(str(clip)) as c:
+        frames = c.streams.video[0].frames
+    sr = SuperResolver(threads=threads)
+    target = WORK / "clip_x4.mp4"
+    record(benchmark, lambda: sr.upscale_file(clip, target), row="runtime.upscale video, per frame (H.264)",
+           threads=threads, pixels=int(clip_size(clip)), macs_per_pixel=macs[True], quick=quick, input_name="clip",
+           accuracy=None, frames=frames)
+    sr.close()
+
+
+def clip_size(path: Path) -> int:
+    import av
+    with av.open(str(path)) as c:
+        ctx = c.streams.video[0].codec_context
+        return ctx.width * ctx.height
+
+
+def test_batch_throughput_per_worker(benchmark, frame, quick):
+    """The distributed batch job on a local cluster of one single-threaded worker per core against the CLI's
+    single process at one thread, on the same images (8 copies of the frame; 2 in quick mode): throughput per
+    worker / the CLI's throughput, from a running cluster (its start-up is reported apart)."""
+    pytest.importorskip("dask.distributed", reason="the batch row needs the batch extra")
+    from runtime import images
+    from runtime.api import SuperResolver
+    folder = WORK / "batch_in"
+    folder.mkdir(exist_ok=True)
+    n = 2 if quick else 8
+    for i in range(n):
+        images.save(folder / f"f{i}.png", frame)
+    runs = {}
+
+    def run():
+        with SuperResolver(threads=1) as sr:
+            start = time.perf_counter()
+            sr.upscale_files([folder], WORK / "batch_cli", overwrite=True)
+            cli = time.perf_counter() - start
+        report = WORK / "batch.json"
+        subprocess.run([sys.executable, "-m", "runtime.batch", str(folder), "-o", str(WORK / "batch_out"),
+                        "--overwrite", "--report", str(report)], check=True, capture_output=True, cwd=REPO)
+        data = __import__("json").loads(report.read_text())
+        runs.update(cli_images_per_s=n / cli, per_worker_images_per_s=n / data["seconds"] / data["workers"],
+                    workers=data["workers"], startup_s=data["startup_seconds"])
+    benchmark.pedantic(run, rounds=1, warmup_rounds=0)
+    benchmark.extra_info.update(row="batch job throughput", threads=1, batch=runs,
+                                ratio=runs["per_worker_images_per_s"] / runs["cli_images_per_s"])

@@ -53,14 +53,25 @@ def read_uri(job: Job) -> bytes:
         raise UserError(f"{job.uri}: cannot read ({exc})") from None
 
 
-def run_one(job: Job, model: str, options: dict) -> tuple[dict | None, str | None]:
-    """A task: (record, None) or (None, error line). Runs on a worker; the model is loaded on first use."""
+def worker_model(model: str, options: dict) -> SuperResolver:
+    """The worker process's model: loaded (validated, sessions made, graphs probed) once, then kept."""
     key = (model, tuple(sorted(options.items())))
     if key not in _MODELS:
         _MODELS[key] = SuperResolver(model, **options)
-    sr = _MODELS[key]
+    return _MODELS[key]
+
+
+def warm(model: str, options: dict) -> None:
+    worker_model(model, options)
+
+
+def run_one(job: Job, model: str, options: dict) -> tuple[dict | None, str | None]:
+    """A task: (record, None) or (None, error line), run on a worker."""
+    sr = worker_model(model, options)
     records, failures = process([job], sr.upscaler, max_pixels=sr.max_pixels, read=read_uri if job.uri else None)
-    return (records[0], None) if records else (None, failures[0])
+    if not records:
+        return None, failures[0]
+    return records[0] | {"worker": os.getpid(), "models_loaded": len(_MODELS)}, None
 
 
 def plan_uris(uris: list[str], output: Path, suffix: str, overwrite: bool) -> tuple[list[Job], list[str]]:
@@ -121,14 +132,19 @@ def main(argv: Sequence[str] | None = None) -> int:
     for line in failed:
         print(f"error: {line}", file=sys.stderr)
     options = {"threads": args.threads, "suffix": suffix}
-    start = time.perf_counter()
+    started = time.perf_counter()
     cluster = None if args.scheduler else LocalCluster(
         n_workers=args.workers or os.cpu_count() or 1, threads_per_worker=1, processes=True, host="127.0.0.1",
         dashboard_address=None)
     records = []
     try:
+        # the tasks by their importable name: run as `python -m`, this module is __main__, whose functions
+        # would travel by value with a fresh model cache each
+        from runtime import batch as tasks
         with Client(args.scheduler or cluster) as client:
-            futures = [client.submit(run_one, job, model, options, pure=False)
+            client.run(tasks.warm, model, options)  # every worker loads its model at once
+            start = time.perf_counter()  # the job's own time, from running workers with their models
+            futures = [client.submit(tasks.run_one, job, model, options, pure=False)
                        for job in planned.jobs + remote_jobs]
             bar = tqdm(total=len(futures), desc="images", unit="img", disable=not sys.stderr.isatty())
             for future in as_completed(futures):
@@ -150,9 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             cluster.close()
     seconds = time.perf_counter() - start
     print(f"{len(records)} written, {len(skipped)} skipped, {len(failed)} failed in {seconds:.1f} s on {workers} "
-          f"workers ({len(records) / seconds / max(workers, 1):.3f} images/s per worker)", file=sys.stderr)
+          f"workers ({len(records) / seconds / max(workers, 1):.3f} images/s per worker; cluster start and "
+          f"model load {start - started:.1f} s)", file=sys.stderr)
     if args.report:
         write_json(args.report, {"model": model, "workers": workers, "seconds": round(seconds, 3),
+                                 "startup_seconds": round(start - started, 3),
                                  "images": records, "skipped": skipped, "failed": failed})
     return 1 if failed else 0
 

@@ -157,6 +157,7 @@ def test_a_batch_job_on_a_local_two_worker_cluster_reports_failures_and_resumes(
     assert proc.returncode == 1, proc.stderr
     data = json.loads(report.read_text())
     assert data["workers"] == 2 and len(data["images"]) == 5 and len(data["failed"]) == 2
+    assert {r["models_loaded"] for r in data["images"]} == {1}  # one model per worker process, kept
     assert any("cut.png: truncated PNG" in f for f in data["failed"])
     assert any("missing.png: cannot read" in f for f in data["failed"])
     written = sorted(p.relative_to(out).as_posix() for p in out.rglob("*") if p.is_file())
