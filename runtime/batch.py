@@ -71,7 +71,7 @@ def run_one(job: Job, model: str, options: dict) -> tuple[dict | None, str | Non
     records, failures = process([job], sr.upscaler, max_pixels=sr.max_pixels, read=read_uri if job.uri else None)
     if not records:
         return None, failures[0]
-    return records[0] | {"worker": os.getpid(), "models_loaded": len(_MODELS)}, None
+    return records[0] | {"worker": os.getpid()}, None
 
 
 def plan_uris(uris: list[str], output: Path, suffix: str, overwrite: bool) -> tuple[list[Job], list[str]]:
