@@ -76,7 +76,7 @@ def render(data: dict) -> str:
     def key(b):
         e = b["extra_info"]
         return (e["input"], e["threads"], order.index(e["row"]) if e["row"] in order else len(order), e["row"])
-    for b in sorted((b for b in rows if b["extra_info"]["input"] != "patch"), key=key):
+    for b in sorted((b for b in rows if b["extra_info"]["input"] not in ("patch", "clip")), key=key):
         e, med = b["extra_info"], median(b)
         base = fp32.get((e["input"], e["threads"]))
         ratio = f"{base / med:.2f}x" if base else "-"
@@ -86,6 +86,7 @@ def render(data: dict) -> str:
         pct = f"{100 * gmacs / (peak * e['threads'] / cores):.0f}%" if peak and int8 else "-"
         lines.append(f"| {e['row']} | {e['input']} | {e['threads']} | {med:.3f} | {ratio} | {acc} | "
                      f"{gmacs:.0f} | {pct} |")
+    lines += scale_table(data["benchmarks"], median)
     lines += attribution_table(rows, median)
     lines += architecture_table(rows, median)
     lines += overhead_table(rows)
@@ -106,6 +107,26 @@ def render(data: dict) -> str:
                   f"{m['peak_rss_mib'] - windows['peak_rss_mib']:.0f} | {m['uint8_output_mib']:.0f} | "
                   f"{m['float_output_mib']:.0f} |" for m in sizes[2:]]
     return "\n".join(lines) + "\n"
+
+
+def scale_table(benchmarks: list[dict], median) -> list[str]:
+    """Videos (frames per second) and the batch job (throughput per worker against the CLI)."""
+    lines = []
+    video = [b for b in benchmarks if b["extra_info"].get("input") == "clip"]
+    if video:
+        lines += ["", "Video: `runtime.upscale clip.mp4` on a 480x270 H.264 clip (12 frames of the benchmark frame "
+                  "panning) -> 1920x1080 H.264 (CRF 16), decode + upscale + encode + mux:", "",
+                  "| threads | per frame (s) | frames per second |", "| --- | --- | --- |"]
+        lines += [f"| {b['extra_info']['threads']} | {median(b):.3f} | {1 / median(b):.2f} |"
+                  for b in sorted(video, key=lambda b: b["extra_info"]["threads"])]
+    for b in (b for b in benchmarks if "batch" in b["extra_info"]):
+        r = b["extra_info"]["batch"]
+        lines += ["", f"Batch job (`runtime.batch`, a local Dask cluster of {r['workers']} single-threaded workers) "
+                  "against the single-process CLI at one thread, the same 8 copies of the frame: "
+                  f"{r['per_worker_images_per_s']:.3f} images/s per worker against {r['cli_images_per_s']:.3f} "
+                  f"(ratio {b['extra_info']['ratio']:.2f}), measured from running workers with their models loaded; "
+                  f"starting the cluster and loading the models took {r['startup_s']:.1f} s once."]
+    return lines
 
 
 def attribution_table(rows: list[dict], median) -> list[str]:
