@@ -4,7 +4,7 @@ under an accuracy budget and for the runtime that routes by it.
 
 Bicubic (OpenCV's, on the window with the same overlap context as a network window) was measured against a
 cheaper network (the first half of the residual blocks) and against skipping only constant cells:
-docs/benchmarks.md, "The cheap rung".
+docs/rung.md.
 """
 from __future__ import annotations
 

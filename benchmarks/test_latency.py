@@ -238,9 +238,9 @@ def test_adabm_variant(macs, benchmark, request, factor, threads, input_name, qu
                onnx_runner(lambda b: engine.run(factor, b)), set14_root())))
 
 
-def cli_upscaler(threads: int) -> Upscaler:
+def cli_upscaler(threads: int, cheap: bool = True) -> Upscaler:
     """The upscaler as runtime.upscale builds it: single-threaded sessions, `threads` calls at once."""
-    return Upscaler(Engine(MODEL, 1), MODEL.patch_size, DEFAULT_OVERLAP, workers=threads)
+    return Upscaler(Engine(MODEL, 1), MODEL.patch_size, DEFAULT_OVERLAP, workers=threads, cheap=cheap)
 
 
 def bare_variant(frame: np.ndarray, threads: int):
@@ -249,15 +249,18 @@ def bare_variant(frame: np.ndarray, threads: int):
     return lambda: engine.run(0, x)
 
 
+@pytest.mark.parametrize("cheap", [True, False])
 @pytest.mark.parametrize("threads", THREADS)
-def test_adabm_upscale_routed(macs, benchmark, frame, threads, quick):
-    """runtime.upscale's work on one frame: routing, tiling with overlap, per-variant batches, stitching."""
-    up = cli_upscaler(threads)
+def test_adabm_upscale_routed(macs, benchmark, frame, threads, cheap, quick):
+    """runtime.upscale's work on one frame: routing, tiling with overlap, per-variant batches, stitching; with
+    the cheap rung (3 of the frame's 15 cells are sky) and without it (the overhead of tiling alone)."""
+    up = cli_upscaler(threads, cheap)
     rgb = frame.astype(np.float32)
-    record(benchmark, lambda: up.upscale_rgb(rgb, np.uint8), row="AdaBM runtime.upscale, routed", threads=threads,
+    row = "AdaBM runtime.upscale, routed" + ("" if cheap else ", no cheap rung")
+    record(benchmark, lambda: up.upscale_rgb(rgb, np.uint8), row=row, threads=threads,
            pixels=rgb.shape[0] * rgb.shape[1], macs_per_pixel=macs[True], quick=quick, input_name="frame",
            bare=bare_variant(frame, threads),
-           accuracy=lambda: _accuracy("routed", lambda: set14_psnr(
+           accuracy=lambda: _accuracy(row, lambda: set14_psnr(
                lambda lr: up.upscale_rgb(lr.astype(np.float32), np.uint8)[0].astype(np.float32), set14_root())))
 
 
@@ -416,10 +419,12 @@ def clip_size(path: Path) -> int:
         return ctx.width * ctx.height
 
 
-def test_batch_throughput_per_worker(benchmark, frame, quick):
-    """The distributed batch job on a local cluster of one single-threaded worker per core against the CLI's
-    single process at one thread, on the same images (8 copies of the frame; 2 in quick mode): throughput per
-    worker / the CLI's throughput, from a running cluster (its start-up is reported apart)."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_batch_throughput_per_worker(benchmark, frame, workers, quick):
+    """The distributed batch job on a local cluster of `workers` single-threaded workers against the CLI's single
+    process at `workers` threads, on the same images (8 copies of the frame; 2 in quick mode), from running
+    workers with their models loaded (the cluster's start-up is reported apart). One worker against the CLI at
+    one thread is the job's own overhead per worker; two against two threads, the machine's throughput."""
     pytest.importorskip("dask.distributed", reason="the batch row needs the batch extra")
     from runtime import images
     from runtime.api import SuperResolver
@@ -431,16 +436,17 @@ def test_batch_throughput_per_worker(benchmark, frame, quick):
     runs = {}
 
     def run():
-        with SuperResolver(threads=1) as sr:
+        with SuperResolver(threads=workers) as sr:
             start = time.perf_counter()
             sr.upscale_files([folder], WORK / "batch_cli", overwrite=True)
             cli = time.perf_counter() - start
         report = WORK / "batch.json"
         subprocess.run([sys.executable, "-m", "runtime.batch", str(folder), "-o", str(WORK / "batch_out"),
-                        "--overwrite", "--report", str(report)], check=True, capture_output=True, cwd=REPO)
+                        "--overwrite", "--workers", str(workers), "--report", str(report)], check=True,
+                       capture_output=True, cwd=REPO)
         data = __import__("json").loads(report.read_text())
         runs.update(cli_images_per_s=n / cli, per_worker_images_per_s=n / data["seconds"] / data["workers"],
-                    workers=data["workers"], startup_s=data["startup_seconds"])
+                    job_images_per_s=n / data["seconds"], workers=data["workers"], startup_s=data["startup_seconds"])
     benchmark.pedantic(run, rounds=1, warmup_rounds=0)
-    benchmark.extra_info.update(row="batch job throughput", threads=1, batch=runs,
-                                ratio=runs["per_worker_images_per_s"] / runs["cli_images_per_s"])
+    benchmark.extra_info.update(row="batch job throughput", threads=workers, batch=runs,
+                                ratio=runs["job_images_per_s"] / runs["cli_images_per_s"])

@@ -21,7 +21,7 @@ import torch
 
 from adabm_deploy.errors import run_cli
 from conftest import REPO
-from runtime import images, manifest
+from runtime import images
 from runtime.headers import MAX_PIXELS
 from runtime.upscale import main as upscale_main
 

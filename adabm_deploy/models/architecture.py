@@ -56,3 +56,12 @@ def pixel_shuffle_factor(out_channels: int, channels: int, source: str, key: str
     if r < 2 or r * r * channels != out_channels:
         raise UserError(f"{source}: {key} has {out_channels} outputs, not a pixel-shuffle multiple of {channels}")
     return r
+
+
+def instantiate(cls, config: dict, source: str) -> tuple[nn.Module, dict]:
+    """cls(**config) with the config, or one line on what the checkpoint asks that the architecture lacks."""
+    from ..errors import UserError
+    try:
+        return cls(**config), config
+    except ValueError as exc:
+        raise UserError(f"{source}: {exc}") from None

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from .architecture import Architecture, Layout, conv_count, pixel_shuffle_factor
+from .architecture import Architecture, Layout, conv_count, instantiate, pixel_shuffle_factor
 from .edsr import conv
 
 
@@ -81,10 +81,7 @@ def build(state: dict[str, torch.Tensor], source: str, scale: int | None) -> tup
         raise UserError(f"{source}: RDN checkpoint without up-sampling convs (UPNet)")
     config = {"g0": g0, "n_blocks": n_blocks, "n_convs": n_convs, "growth": growth, "scale": found,
               "n_colors": n_colors}
-    try:
-        return RDN(**config), config
-    except ValueError as exc:
-        raise UserError(f"{source}: {exc}") from None
+    return instantiate(RDN, config, source)
 
 
 ARCHITECTURE = Architecture(

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
-from .architecture import Architecture, Layout, conv_count
+from .architecture import Architecture, Layout, conv_count, instantiate
 from .edsr import upsampler_stages
 
 
@@ -62,10 +62,7 @@ def build(state: dict[str, torch.Tensor], source: str, scale: int | None) -> tup
     for key in sorted(k for k in state if re.fullmatch(r"tail\.0\.\d+\.weight", k) and state[k].ndim == 4):
         found *= round((state[key].shape[0] / n_feats) ** 0.5)
     config = {"n_blocks": n_blocks, "n_feats": n_feats, "scale": found, "n_colors": n_colors}
-    try:
-        return SRResNet(**config), config
-    except ValueError as exc:
-        raise UserError(f"{source}: {exc}") from None
+    return instantiate(SRResNet, config, source)
 
 
 ARCHITECTURE = Architecture(
