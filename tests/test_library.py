@@ -3,6 +3,7 @@ import json
 import subprocess
 import sys
 import threading
+from fractions import Fraction
 from pathlib import Path
 
 import cv2
@@ -93,6 +94,9 @@ def make_clip(path, frames=6, size=(48, 32), audio=True, subtitles=False):
         video.width, video.height, video.pix_fmt = size[0], size[1], "yuv420p"
         video.codec_context.color_primaries = video.codec_context.color_trc = video.codec_context.colorspace = 1
         sound = out.add_stream("aac", rate=16000) if audio else None
+        text = out.add_stream("ass") if subtitles else None
+        if text is not None:
+            text.time_base = Fraction(1, 1000)
         for i in range(frames):
             img = np.zeros((size[1], size[0], 3), np.uint8)
             img[:, : 8 + 4 * i] = (200, 90, 40)
@@ -104,7 +108,14 @@ def make_clip(path, frames=6, size=(48, 32), audio=True, subtitles=False):
             frame.sample_rate = 16000
             out.mux(sound.encode(frame))
             out.mux(sound.encode(None))
+        if text is not None:
+            cue = av.Packet(SUBTITLE)
+            cue.stream, cue.time_base, cue.pts, cue.dts, cue.duration = text, text.time_base, 0, 0, 400
+            out.mux(cue)
     return path
+
+
+SUBTITLE = b"an upscaled line"
 
 
 def test_a_video_is_upscaled_frame_by_frame_with_its_audio_and_colour_kept(tmp_path):
@@ -124,6 +135,18 @@ def test_a_video_is_upscaled_frame_by_frame_with_its_audio_and_colour_kept(tmp_p
     assert len(frames) == 6 and frames[-1].shape == (128, 192, 3)
     assert abs(int(frames[-1][64, 20, 0]) - 200) < 24  # the picture, upscaled (through two lossy encodes)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["clip.mp4", "clip_x4.mp4"]
+
+
+def test_subtitles_are_copied_packet_for_packet(tmp_path):
+    av = pytest.importorskip("av")
+    clip = make_clip(tmp_path / "clip.mkv", frames=3, audio=False, subtitles=True)
+    proc = subprocess.run([sys.executable, "-m", "runtime.upscale", str(clip)], capture_output=True, text=True,
+                          cwd=REPO)
+    assert proc.returncode == 0, proc.stderr
+    with av.open(str(tmp_path / "clip_x4.mkv")) as out:
+        assert [s.type for s in out.streams] == ["video", "subtitle"]
+        cues = [bytes(p) for p in out.demux(subtitles=0) if p.size]
+    assert cues == [SUBTITLE]
 
 
 def test_a_broken_video_is_one_line_and_leaves_nothing(tiny_model_dir, tmp_path):
