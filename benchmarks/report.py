@@ -122,10 +122,12 @@ def scale_table(benchmarks: list[dict], median) -> list[str]:
                   for b in sorted(video, key=lambda b: b["extra_info"]["threads"])]
     batch = sorted((b for b in benchmarks if "batch" in b["extra_info"]), key=lambda b: b["extra_info"]["threads"])
     if batch:
+        copies = batch[0]["extra_info"]["batch"].get("images", 8)
         lines += ["", "Batch job (`python -m runtime.batch`, a local Dask cluster of single-threaded workers) against "
-                  "the single-process CLI (`python -m runtime.upscale --threads N`), the same 8 copies of the frame, "
-                  "PNG in and out; the job measured from running workers with their models loaded (the cluster's "
-                  "start and the models' load reported apart):", "",
+                  "the single process of `python -m runtime.upscale --threads N` (its code, `runtime.load(threads=N)"
+                  f".upscale_files`, in the benchmark's process), the same {copies} copies of the frame, PNG in and "
+                  "out; both measured with their models loaded and warmed on one window (the cluster's start and the "
+                  "models' load reported apart):", "",
                   "| workers / CLI threads | CLI images/s | batch images/s | per worker | batch / CLI | start-up (s) |",
                   "| --- | --- | --- | --- | --- | --- |"]
         for b in batch:

@@ -69,6 +69,14 @@ class SuperResolver:
                                  threads or os.cpu_count() or 1, cheap=cheap_rung)
         self.upscaler.engine.check(self.upscaler.graphs())
 
+    def warm_up(self) -> None:
+        """Run each graph once on a window of full size, so that the first image does not pay ONNX Runtime's
+        first allocations (a server's first request, each batch worker's first task)."""
+        side = self.patch + 2 * self.overlap
+        window = np.zeros((1, 3, side, side), np.float32)
+        for factor in self.upscaler.graphs():
+            self.upscaler.engine.run(factor, window)
+
     @property
     def scale(self) -> int:
         return self.manifest.scale

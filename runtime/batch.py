@@ -3,7 +3,8 @@
 Dask (dask.distributed, the `batch` extra) rather than Ray: it is pure Python with a small install beside
 ONNX Runtime, a local cluster starts in a second (the tests start one on loopback), and a real cluster is a
 scheduler address (`--scheduler tcp://host:8786`) with `dask worker tcp://host:8786 --nthreads 1` on each
-machine. Every worker process loads the model once and keeps it (one set of ONNX Runtime sessions per worker);
+machine. Every worker process loads the model once and keeps it (one set of ONNX Runtime sessions per worker,
+warmed on one full-size window before the job starts);
 each image is one task that reads its input (a local path, or any URI fsspec opens: file://, s3://, https://),
 upscales it and writes the output atomically under OUT (a folder every worker sees). The run is planned first
 like runtime.upscale's: outputs that exist are skipped unless --overwrite, so a job stopped half-way resumes
@@ -62,7 +63,7 @@ def worker_model(model: str, options: dict) -> SuperResolver:
 
 
 def warm(model: str, options: dict) -> None:
-    worker_model(model, options)
+    worker_model(model, options).warm_up()
 
 
 def run_one(job: Job, model: str, options: dict) -> tuple[dict | None, str | None]:
@@ -133,9 +134,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"error: {line}", file=sys.stderr)
     options = {"threads": args.threads, "suffix": suffix}
     started = time.perf_counter()
-    cluster = None if args.scheduler else LocalCluster(
-        n_workers=args.workers or os.cpu_count() or 1, threads_per_worker=1, processes=True, host="127.0.0.1",
-        dashboard_address=None)
+    cluster = None
+    if not args.scheduler:
+        import dask
+        # no dashboard, so no use for the workers' statistical profiler (it samples their stacks every 10 ms)
+        with dask.config.set({"distributed.worker.profile.enabled": False}):
+            cluster = LocalCluster(n_workers=args.workers or os.cpu_count() or 1, threads_per_worker=1,
+                                   processes=True, host="127.0.0.1", dashboard_address=None)
     records = []
     try:
         # the tasks by their importable name: run as `python -m`, this module is __main__, whose functions

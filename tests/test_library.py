@@ -25,7 +25,7 @@ def photo(h=24, w=32, seed=0, channels=3, dtype=np.uint8):
 
 @pytest.mark.parametrize("channels,dtype", [(1, np.uint8), (2, np.uint8), (3, np.uint8), (4, np.uint8),
                                             (3, np.uint16), (1, np.uint16)])
-def test_upscale_an_array_of_any_form(tiny_model_dir, channels, dtype):
+def test_upscale_an_array_of_any_form(tiny_model_dir, channels, dtype, tmp_path):
     lr = photo(channels=channels, dtype=dtype)
     with runtime.load(tiny_model_dir, threads=2) as sr:
         hr = sr.upscale(lr)
@@ -33,8 +33,10 @@ def test_upscale_an_array_of_any_form(tiny_model_dir, channels, dtype):
         if channels in (2, 4):  # the alpha plane: bicubic, beside the network
             expected = cv2.resize(lr[:, :, -1], (128, 96), interpolation=cv2.INTER_CUBIC)
             np.testing.assert_allclose(hr[:, :, -1].astype(float), expected, atol=1)
-        if channels == 3 and dtype == np.uint8:  # the same pixels as the CLI's file path gives
-            assert np.array_equal(hr, sr.upscale(lr.copy()))
+        if channels == 3 and dtype == np.uint8:  # the same pixels as the file path (the CLI's) gives
+            cv2.imwrite(str(tmp_path / "lr.png"), lr[:, :, ::-1])
+            sr.upscale_file(tmp_path / "lr.png", tmp_path / "sr.png")
+            assert np.array_equal(hr, cv2.imread(str(tmp_path / "sr.png"))[:, :, ::-1])
 
 
 def test_files_and_bad_input_through_the_api(tiny_model_dir, tmp_path):
@@ -69,6 +71,18 @@ def test_close_stops_the_worker_threads(tiny_model_dir):
     assert threading.active_count() > before
     sr.close()
     assert threading.active_count() == before and not sr.upscaler.engine._sessions
+
+
+def test_warm_up_runs_every_graph_the_router_may_pick_at_window_size(tiny_model_dir, monkeypatch):
+    sr = runtime.load(tiny_model_dir, threads=1)
+    calls = []
+    run = sr.upscaler.engine.run
+    monkeypatch.setattr(sr.upscaler.engine, "run", lambda factor, x, *a: calls.append((factor, x.shape)) or
+                        run(factor, x, *a))
+    sr.warm_up()
+    side = sr.patch + 2 * sr.overlap
+    assert calls == [(f, (1, 3, side, side)) for f in (-1, 0, 1)]
+    sr.close()
 
 
 def test_console_scripts_run_the_commands():
