@@ -143,6 +143,17 @@ def test_the_cheap_rung_is_bicubic_cross_faded_into_its_neighbours():
     assert ((band >= low - 1) & (band <= high + 1)).all()  # a blend of the two, pixel by pixel
 
 
+def test_the_bitmap_shows_the_cheap_rung_in_its_own_colour():
+    from runtime.routing import FACTOR_COLORS, overlay
+    lr = np.full((96, 192, 3), 128, np.uint8)
+    grid = Upscaler(ReplicateEngine(), 96, 2).plan(96, 192)
+    bitmap = overlay(lr, grid, [CHEAP, 1], min_side=96).astype(int)
+    left, right = bitmap[40, 40], bitmap[40, 140]  # inside each cell, away from the borders
+    assert len({tuple(c) for c in FACTOR_COLORS.values()}) == 4  # four routes, four colours
+    expected = [np.round(0.55 * 128 + 0.45 * np.array(FACTOR_COLORS[f])) for f in (CHEAP, 1)]
+    assert np.abs(left - expected[0]).max() <= 1 and np.abs(right - expected[1]).max() <= 1
+
+
 def test_a_version_1_model_directory_loads_without_the_rung_and_says_so(tmp_path, lr_image):
     old = tmp_path / "v1"
     shutil.copytree(BUNDLED, old)
