@@ -36,8 +36,7 @@ def to_dict(qm: QuantGraph, network: Network, settings: dict[str, Any], report: 
         "layer_factors": qm.layer2bit.factors(),
         "variant_bits": {str(f): qm.variant_bits(f) for f in (-1, 0, 1)},
         "cheap_rung": cheap_rung,
-        "activations": {p.name: {"lower": float(qm.quantizer[p.name].bounds()[0]),
-                                 "upper": float(qm.quantizer[p.name].bounds()[1]), "bits": p.bits}
+        "activations": {p.name: dict(zip(("lower", "upper"), qm.quantizer[p.name].bound_values()), bits=p.bits)
                         for p in qm.plan.points.values()},
         "weights": {c.name: {"bits": c.wq.bits, "clip": c.wq.clip.detach().abs().tolist()} for c in qm.qconvs()},
         "settings": settings,

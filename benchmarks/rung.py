@@ -107,7 +107,7 @@ def candidates(qm: QuantGraph, engine: Engine, sets) -> list[str]:
     half = len(qm.graph.features) // 2
     cut = QuantGraph(cut_blocks(qm.graph, half), qm.w_bits, qm.a_bits, qm.full_quant, qm.per_channel)
     for name, q in cut.quantizer.items():
-        q.set_bounds(*(float(v) for v in qm.quantizer[name].bounds()))
+        q.set_bounds(*qm.quantizer[name].bound_values())
     for c in cut.qconvs():
         c.wq.clip.data.copy_(qm.conv[c.name].wq.clip.data)
     cut.image2bit.load_state_dict(qm.image2bit.state_dict())

@@ -37,7 +37,7 @@ class ImageToBit(nn.Module):
         return ste(surrogate, hard)
 
     def thresholds(self) -> tuple[float, float]:
-        return float(self.lower), float(self.upper)
+        return float(self.lower.detach()), float(self.upper.detach())
 
 
 class LayerToBit(nn.Module):

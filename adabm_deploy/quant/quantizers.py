@@ -37,6 +37,11 @@ class ActQuantizer(nn.Module):
         lower = torch.zeros_like(self.upper) if self.unsigned else torch.minimum(self.lower, torch.zeros_like(self.lower))
         return lower, torch.maximum(self.upper, lower + 1e-4)
 
+    def bound_values(self) -> tuple[float, float]:
+        """The bounds as numbers, outside the autograd graph (for reports, artifacts and searches)."""
+        lower, upper = self.bounds()
+        return float(lower.detach()), float(upper.detach())
+
     def observe(self, x: torch.Tensor, momentum: float = 0.9, keep_sample: int = 0) -> None:
         """Statistics from the FP network: EMA (min, max) and (1st, 99th) percentiles, mean per-sample std
         (the layer sensitivity), and a random sample of values for bit-aware clipping."""
@@ -136,7 +141,7 @@ def bit_aware_clip(q: ActQuantizer, bits: float, steps: int = 100) -> float:
     x = q.sample
     if x is None:
         raise RuntimeError(f"{q.name}: no activation sample collected")
-    lower, upper = (float(v) for v in q.bounds())
+    lower, upper = q.bound_values()
     bits_t = torch.tensor(float(bits), device=x.device)
     best_eps, best_err = 1.0, float("inf")
     for eps in torch.linspace(1.0, 0.01, steps).tolist():
