@@ -424,8 +424,8 @@ def test_batch_throughput_per_worker(benchmark, frame, workers, quick):
     """The distributed batch job on a local cluster of `workers` single-threaded workers against the CLI's single
     process at `workers` threads, on the same images (16 copies of the frame; 2 in quick mode), from running
     workers with their models loaded and warmed (the cluster's start-up is reported apart), the CLI's model
-    warmed the same way. One worker against the CLI at
-    one thread is the job's own overhead per worker; two against two threads, the machine's throughput."""
+    warmed the same way. One worker against the CLI at one thread is the job's own overhead per worker; two
+    against two threads, the machine's throughput."""
     pytest.importorskip("dask.distributed", reason="the batch row needs the batch extra")
     from runtime import images
     from runtime.api import SuperResolver
