@@ -375,7 +375,7 @@ def test_failure_while_writing_leaves_no_partial_directory(tiny_artifact, x2_che
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model"]
 
 
-@pytest.mark.parametrize("kind,scale", [("edsr_adabm", 2), ("rdn", 4), ("srresnet", 4), ("carn_multi", 3),
+@pytest.mark.parametrize("kind,scale", [("edsr", 3), ("edsr_adabm", 2), ("rdn", 4), ("srresnet", 4), ("carn_multi", 3),
                                         ("srvgg", 4)])
 def test_every_architecture_calibrates_exports_and_upscales_with_the_unchanged_runtime(kind, scale, tmp_path):
     """A short real AdaBM calibration (full and body-only), the model directory, and runtime.upscale --model on
