@@ -112,6 +112,7 @@ ROWS_X2 = [
     Row("full_w4a4_minmax", 4, 4, True, "minmax", False),
     Row("full_w4a4_minmax_ft", 4, 4, True, "minmax", True),
     Row("full_w4a4_adabm", 4, 4, True, "adabm", True),
+    Row("full_w4a4_adabm_paper", 4, 4, True, "adabm", True, preset="paper"),
 ]
 
 
@@ -213,8 +214,10 @@ def fab_note(work: Path, bench_root: Path, scale: int) -> str:
             return "{:.1f} / {:.1f} -> {:.1f} / {:.1f}".format(*a["report"]["initial_i2b_thresholds"],
                                                                *a["i2b_thresholds"])
         side = paper["report"]["patch"]
-        text += (" The `paper preset` rows run the paper's full schedule (50 iterations per epoch; 96x96 patches, "
-                 f"here {side}x{side}, the short side of BSD200's LR images). W4A4 thresholds (lower / upper), "
+        patches = ("96x96 patches" if side == 96 else
+                   f"96x96 patches, here {side}x{side}, the short side of BSD200's LR images")
+        text += (" The `paper preset` rows run the paper's full schedule (50 iterations per epoch; "
+                 f"{patches}). W4A4 thresholds (lower / upper), "
                  "initialised -> fine-tuned: cpu preset "
                  f"{moved(base)}, paper preset {moved(paper)}.")
     low = artifact_report("full_w4a4_adabm_bt350")
