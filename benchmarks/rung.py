@@ -40,6 +40,7 @@ from runtime import manifest
 from runtime.cpu import cpu_model
 from runtime.engine import Engine, session_options
 from runtime.pipeline import Upscaler
+from runtime.routing import CHEAP
 from runtime.api import DEFAULT_MODEL, DEFAULT_OVERLAP
 
 from benchmarks.workloads import SHARED, sky_frame
@@ -175,16 +176,16 @@ def end_to_end(model, sets, thresholds: dict[float, float | None], threads: list
                     start = time.perf_counter()
                     outs[budget] = [up.upscale_rgb(lr, np.uint8) for lr, _ in images]
                     times[budget].append(time.perf_counter() - start)
-            base_psnr = None
+            scores = {b: float(np.mean([psnr(sr, hr, 4) for (sr, _), (_, hr) in zip(outs[b], images)]))
+                      for b in thresholds}
             for budget, threshold in thresholds.items():
-                score = float(np.mean([psnr(sr, hr, 4) for (sr, _), (_, hr) in zip(outs[budget], images)]))
-                base_psnr = score if base_psnr is None else base_psnr
-                cheap = sum(r.factors.count("cheap") for _, r in outs[budget])
+                score = scores[budget]
+                cheap = sum(r.factors.count(CHEAP) for _, r in outs[budget])
                 total = sum(len(r.factors) for _, r in outs[budget])
                 speedup = statistics.median(a / b for a, b in zip(times[0.0], times[budget]))
                 lines.append(f"| {name} | {t} | {budget} | {'-' if threshold is None else f'{threshold:.2f}'} | "
                              f"{cheap} / {total} | {statistics.median(times[budget]):.2f} | {speedup:.2f}x | "
-                             f"{score:.3f} | {score - base_psnr:+.4f} |")
+                             f"{score:.3f} | {score - scores[0.0]:+.4f} |")
                 print(lines[-1], file=sys.stderr, flush=True)
             for up in ups.values():
                 up.close()

@@ -74,15 +74,14 @@ def test_close_stops_the_worker_threads(tiny_model_dir):
 
 
 def test_warm_up_runs_every_graph_the_router_may_pick_at_window_size(tiny_model_dir, monkeypatch):
-    sr = runtime.load(tiny_model_dir, threads=1)
-    calls = []
-    run = sr.upscaler.engine.run
-    monkeypatch.setattr(sr.upscaler.engine, "run", lambda factor, x, *a: calls.append((factor, x.shape)) or
-                        run(factor, x, *a))
-    sr.warm_up()
-    side = sr.patch + 2 * sr.overlap
-    assert calls == [(f, (1, 3, side, side)) for f in (-1, 0, 1)]
-    sr.close()
+    with runtime.load(tiny_model_dir, threads=1) as sr:
+        calls = []
+        run = sr.upscaler.engine.run
+        monkeypatch.setattr(sr.upscaler.engine, "run", lambda factor, x, *a: calls.append((factor, x.shape)) or
+                            run(factor, x, *a))
+        sr.warm_up()
+        side = sr.patch + 2 * sr.overlap
+        assert calls == [(f, (1, 3, side, side)) for f in (-1, 0, 1)]
 
 
 def test_console_scripts_run_the_commands():
