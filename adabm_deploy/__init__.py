@@ -1,6 +1,7 @@
-"""adabm-deploy calibration core: AdaBM adaptive mixed-precision quantization of EDSR-style SR networks.
+"""The calibration core (PyTorch): networks captured as graphs, AdaBM's quantizers, bit mappings and calibration,
+evaluation and results tables.
 
-The package root imports nothing heavy: the torch-free runtime imports `adabm_deploy.complexity`
-without pulling in torch.
+It may import torch and the runtime's torch-free definitions (errors, atomic writes, complexity, cells, the cheap
+rung), which are the deployed behaviour it calibrates for; it imports nothing of ONNX and nothing from export.
 """
 __version__ = "0.1.0"

@@ -13,8 +13,9 @@ from typing import Any
 
 import torch
 
-from .atomic import write_json
-from .errors import UserError
+from runtime.atomic import write_json
+from runtime.errors import UserError
+
 from .models import Network
 from .quant.qgraph import QuantGraph
 

@@ -26,11 +26,13 @@ import torch
 import torch.nn.functional as F
 from tqdm import tqdm
 
+from runtime.atomic import check_json_target
+from runtime.command import run_cli
+from runtime.complexity import gradient_density
+from runtime.errors import UserError
+
 from . import artifact
-from .atomic import check_json_target
-from .complexity import gradient_density
 from .data import calibration_images
-from .errors import UserError, run_cli
 from .models import Network, load_network
 from .quant.qgraph import QuantGraph
 from .quant.quantizers import bit_aware_clip

@@ -10,7 +10,7 @@ from .extras import require
 
 def _run(module: str, prog: str, packages: tuple[str, ...] = ("torch",)) -> None:
     require("__main__", prog, packages)
-    from .errors import run_cli
+    from runtime.command import run_cli
     sys.exit(run_cli(importlib.import_module(module).main))
 
 

@@ -7,8 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from runtime.errors import UserError
+
 from .bicubic import bicubic_downscale
-from .errors import UserError
 from .images import list_images, read_rgb
 
 

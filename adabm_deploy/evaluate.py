@@ -20,11 +20,13 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
+from runtime.atomic import check_json_target, write_json
+from runtime.command import run_cli
+from runtime.complexity import gradient_density
+from runtime.errors import UserError
+
 from . import artifact
-from .atomic import check_json_target, write_json
-from .complexity import gradient_density
 from .data import BenchmarkSet, expand_benchmark_dirs, open_benchmark
-from .errors import UserError, run_cli
 from .metrics import psnr, ssim, to_uint8
 from .models import Network, load_network
 from .network.graph import run as run_graph

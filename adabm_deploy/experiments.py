@@ -24,14 +24,16 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from runtime.atomic import write_json, write_text
+from runtime.command import run_cli
+from runtime.complexity import gradient_density
+from runtime.errors import UserError
+
 from . import artifact
-from .atomic import write_json, write_text
 from .calibrate import PRESETS, Settings, calibrate
-from .complexity import gradient_density
 from .data import open_benchmark
-from .errors import UserError, run_cli
-from .images import read_rgb
 from .evaluate import evaluate_set, fp32_upscaler, quantized_upscaler
+from .images import read_rgb
 from .models import load_network
 from .quant.qgraph import QuantGraph
 

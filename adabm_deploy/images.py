@@ -6,9 +6,8 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .errors import UserError
-
-IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
+from runtime.errors import UserError
+from runtime.images import IMAGE_SUFFIXES
 
 
 def read_rgb(path: Path) -> np.ndarray:

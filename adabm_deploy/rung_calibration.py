@@ -1,9 +1,9 @@
 """The cheap rung's threshold, set under an accuracy budget without ground truth.
 
 On the calibration images the FP32 network's own output is the reference. Each image is cut into the cells
-the runtime routes (adabm_deploy.cells); every cell gets its complexity, and the squared Y error against the
+the runtime routes (runtime.cells); every cell gets its complexity, and the squared Y error against the
 reference of two outputs: the quantized network routed as the runtime routes it (each cell at its image-wise
-factor), and the cheap rung (adabm_deploy.rung). The threshold is the largest cell complexity at which
+factor), and the cheap rung (runtime.rung). The threshold is the largest cell complexity at which
 routing every cell at or below it to the rung lowers the mean Y-PSNR against the reference by at most the
 budget, compared with routing every cell to the network. A budget of 0 turns the rung off, so the output is
 exactly the all-network one.
@@ -23,9 +23,10 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from . import rung
-from .cells import cell_bounds
-from .complexity import gradient_density
+from runtime import rung
+from runtime.cells import cell_bounds
+from runtime.complexity import gradient_density
+
 from .metrics import rgb_to_y, to_uint8
 from .network.graph import run as run_graph
 from .quant.qgraph import QuantGraph

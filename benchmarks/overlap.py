@@ -14,12 +14,12 @@ from typing import Sequence
 import numpy as np
 
 from adabm_deploy.data import open_benchmark
-from adabm_deploy.errors import run_cli
 from adabm_deploy.metrics import psnr, to_uint8
 from runtime import manifest
-from runtime.engine import Engine
-from runtime.pipeline import Upscaler
 from runtime.api import DEFAULT_MODEL
+from runtime.command import run_cli
+from runtime.engines.onnxruntime import OnnxRuntimeEngine
+from runtime.pipeline import Upscaler
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -29,7 +29,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("--overlaps", type=int, nargs="+", default=[0, 1, 2, 4, 8])
     args = p.parse_args(argv)
     model = manifest.load(args.model)
-    engine = Engine(model, threads=0)
+    engine = OnnxRuntimeEngine(model, threads=0)
     bench = open_benchmark(args.data, model.scale)
     pairs = [bench.load(pair) for pair in bench.pairs]
     whole = [to_uint8(engine.run(0, lr.transpose(2, 0, 1)[None].astype(np.float32))[0].transpose(1, 2, 0))

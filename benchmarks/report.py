@@ -13,8 +13,9 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-from adabm_deploy.atomic import write_text
-from adabm_deploy.errors import UserError, run_cli
+from runtime.atomic import write_text
+from runtime.command import run_cli
+from runtime.errors import UserError
 
 PEAK_MACS_PER_CYCLE = {"AVX-512 VNNI": 128, "AVX-VNNI": 64, "ARM dot product (SDOT/UDOT)": 32}
 

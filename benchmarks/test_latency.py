@@ -20,7 +20,7 @@ import onnxruntime as ort
 import pytest
 
 from runtime import manifest
-from runtime.engine import Engine, session_options
+from runtime.engines.onnxruntime import OnnxRuntimeEngine, session_options
 from runtime.pipeline import Upscaler
 from runtime.api import DEFAULT_MODEL, DEFAULT_OVERLAP
 
@@ -229,7 +229,7 @@ def test_openvino(benchmark, request, openvino_models, macs, row, threads, input
 @pytest.mark.parametrize("factor", manifest.FACTORS)
 @pytest.mark.parametrize("threads", THREADS)
 def test_adabm_variant(macs, benchmark, request, factor, threads, input_name, quick):
-    engine = Engine(MODEL, threads)
+    engine = OnnxRuntimeEngine(MODEL, threads)
     x = _input(request, input_name)
     fab = MODEL.variants[factor].fab
     record(benchmark, lambda: engine.run(factor, x), row=f"AdaBM INT8 variant {factor:+d} (FAB {fab:.2f})",
@@ -240,12 +240,12 @@ def test_adabm_variant(macs, benchmark, request, factor, threads, input_name, qu
 
 def cli_upscaler(threads: int, cheap: bool = True) -> Upscaler:
     """The upscaler as runtime.upscale builds it: single-threaded sessions, `threads` calls at once."""
-    return Upscaler(Engine(MODEL, 1), MODEL.patch_size, DEFAULT_OVERLAP, workers=threads, cheap=cheap)
+    return Upscaler(OnnxRuntimeEngine(MODEL, 1), MODEL.patch_size, DEFAULT_OVERLAP, workers=threads, cheap=cheap)
 
 
 def bare_variant(frame: np.ndarray, threads: int):
     """The yardstick of runtime.upscale's overhead: variant 0 on the whole frame, `threads` intra-op threads."""
-    engine, x = Engine(MODEL, threads), as_batch(frame)
+    engine, x = OnnxRuntimeEngine(MODEL, threads), as_batch(frame)
     return lambda: engine.run(0, x)
 
 

@@ -19,8 +19,9 @@ import torch
 
 from adabm_deploy import artifact
 from adabm_deploy.calibrate import PRESETS, Settings, calibrate
-from adabm_deploy.errors import UserError, run_cli
 from adabm_deploy.models import load_network
+from runtime.command import run_cli
+from runtime.errors import UserError
 
 from . import model_dir
 

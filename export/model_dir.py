@@ -1,4 +1,5 @@
-"""Write a model directory (manifest.json, fp32.onnx, one INT8 graph per image-wise bit factor) atomically.
+"""Write a model directory (manifest.json, fp32.onnx, per engine form one INT8 graph per image-wise bit factor)
+atomically.
 
 Everything is written into a hidden staging folder beside the target and renamed into place at the end, so an
 error or a kill never leaves a half-written model directory; an existing directory is replaced only on request.
@@ -13,19 +14,24 @@ from typing import Any
 
 import onnx
 
-from adabm_deploy.errors import UserError
 from adabm_deploy.models.checkpoint import sha256_file
 from adabm_deploy.quant.qgraph import QuantGraph
 from runtime import manifest
+from runtime.errors import UserError
 
 from .qdq import build_model
 
 PATCH_SIZE = 96  # the paper's patch-wise protocol; the runtime's default tile size
 ARTIFACT_FILE = "calibration.json"
+# engine name -> what its form of the INT8 graphs is; the manifest says which forms a directory holds
+FORMS = {"onnxruntime": "QDQ ONNX for ONNX Runtime's fusions: b-bit Clip on uint8 after QuantizeLinear, "
+                        "shuffles on uint8, adds requantized as QLinearAdd"}
 
 
-def variant_file(factor: int | None) -> str:
-    return "fp32.onnx" if factor is None else f"int8_f{factor:+d}.onnx"
+def variant_file(factor: int | None, engine: str = "onnxruntime") -> str:
+    if factor is None:
+        return "fp32.onnx"
+    return f"int8_f{factor:+d}.onnx" if engine == "onnxruntime" else f"int8_f{factor:+d}.{engine}.onnx"
 
 
 def replaceable(out_dir: Path) -> str | None:
@@ -35,7 +41,8 @@ def replaceable(out_dir: Path) -> str | None:
         return "it is not a directory"
     try:
         data = json.loads((out_dir / manifest.MANIFEST).read_text())
-        named = {data["fp32"]["file"], *(v["file"] for v in data["variants"]), data["calibration"]["file"]}
+        named = {data["fp32"]["file"], data["calibration"]["file"],
+                 *(g["file"] for v in data["variants"] for g in (v["graphs"].values() if "graphs" in v else [v]))}
         if data["format"] != manifest.FORMAT:
             raise ValueError
     except (OSError, UnicodeDecodeError, ValueError, KeyError, TypeError):
@@ -75,9 +82,9 @@ def _fill(staging: Path, qm: QuantGraph, artifact_data: dict[str, Any], opset: i
     (staging / ARTIFACT_FILE).write_text(json.dumps(artifact_data, indent=1) + "\n")
     variants = []
     for factor in manifest.FACTORS:
-        entry = _save(build_model(qm, factor, opset), staging / variant_file(factor))
+        graphs = {"onnxruntime": _save(build_model(qm, factor, opset), staging / variant_file(factor))}
         bits = qm.variant_bits(factor)
-        variants.append({"factor": factor, **entry, "layer_bits": bits, "fab": sum(bits) / len(bits)})
+        variants.append({"factor": factor, "graphs": graphs, "layer_bits": bits, "fab": sum(bits) / len(bits)})
     payload = {
         "scale": qm.scale,
         "patch_size": PATCH_SIZE,
@@ -86,6 +93,7 @@ def _fill(staging: Path, qm: QuantGraph, artifact_data: dict[str, Any], opset: i
         "cheap_rung": {"kind": artifact_data["cheap_rung"]["kind"],
                        "threshold": artifact_data["cheap_rung"]["threshold"]},
         "fp32": _save(build_model(qm, None, opset), staging / variant_file(None)),
+        "engines": {name: {"form": form} for name, form in FORMS.items()},
         "variants": variants,
         "checkpoint": artifact_data["checkpoint"],
         "calibration": {"file": ARTIFACT_FILE, "sha256": sha256_file(staging / ARTIFACT_FILE),

@@ -26,8 +26,9 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper
 
-from adabm_deploy.atomic import write_bytes
-from adabm_deploy.errors import UserError, run_cli
+from runtime.atomic import write_bytes
+from runtime.command import run_cli
+from runtime.errors import UserError
 
 FED = ".fed"  # suffix of the graph inputs that replace integer tensors
 
@@ -62,7 +63,7 @@ def ort_outputs(model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> dict[st
     """Run with ONNX Runtime at full optimization (the fused integer kernels a user gets)."""
     import onnxruntime as ort
 
-    from runtime.engine import session_options
+    from runtime.engines.onnxruntime import session_options
     sess = ort.InferenceSession(model.SerializeToString(), session_options(0), providers=["CPUExecutionProvider"])
     return dict(zip((o.name for o in sess.get_outputs()), sess.run(None, feeds)))
 

@@ -19,12 +19,11 @@ from typing import Callable, Sequence
 
 import numpy as np
 
-from adabm_deploy.atomic import check_json_target, write_json
-from adabm_deploy.errors import UserError
-
 from . import images, manifest
+from .atomic import check_json_target, write_json
 from .cpu import cpu_model, int8_extensions
-from .engine import Engine
+from .engines import open_engine
+from .errors import UserError
 from .files import process
 from .headers import MAX_PIXELS
 from .jobs import VIDEO_SUFFIXES, Job, collect, plan
@@ -65,7 +64,7 @@ class SuperResolver:
             raise UserError(f"variant {variant!r}: choose from {', '.join(VARIANTS)}")
         self.overlap, self.threads, self.variant, self.max_pixels = overlap, threads, variant, max_pixels
         self.suffix = suffix if suffix is not None else f"_x{self.manifest.scale}"
-        self.upscaler = Upscaler(Engine(self.manifest, threads=1), self.patch, overlap, variant,
+        self.upscaler = Upscaler(open_engine("onnxruntime", self.manifest, threads=1), self.patch, overlap, variant,
                                  threads or os.cpu_count() or 1, cheap=cheap_rung)
         self.upscaler.engine.check(self.upscaler.graphs())
 

@@ -21,10 +21,10 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from adabm_deploy.atomic import check_json_target, write_json
-from adabm_deploy.errors import UserError, run_cli
-
 from .api import DEFAULT_MODEL, SuperResolver
+from .atomic import check_json_target, write_json
+from .command import run_cli
+from .errors import UserError
 from .files import process
 from .images import INPUT_SUFFIXES
 from .jobs import Job, collect, output_name, plan

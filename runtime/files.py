@@ -11,9 +11,8 @@ from typing import Callable, Iterable, Iterator
 import numpy as np
 from tqdm import tqdm
 
-from adabm_deploy.errors import UserError
-
 from . import images
+from .errors import UserError
 from .headers import MAX_PIXELS
 from .jobs import Job
 from .pipeline import Report, Upscaler

@@ -18,7 +18,7 @@ from pathlib import Path
 import imagesize
 import simplejpeg
 
-from adabm_deploy.errors import UserError
+from .errors import UserError
 
 # Default limit on an input's pixels, from its header: 2^25 (33.5 MP, an 8K frame) keeps a decode and the
 # uint8 picture under about 100 MB, while the streamed x4 output of such an input is 537 MP.

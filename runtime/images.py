@@ -16,13 +16,12 @@ from typing import Iterator
 import cv2
 import numpy as np
 
-from adabm_deploy.atomic import staged
-from adabm_deploy.errors import UserError
-from adabm_deploy.images import IMAGE_SUFFIXES
-
+from .atomic import staged
+from .errors import UserError
 from .headers import MAX_PIXELS, read_header
 from .png import PngStream
 
+IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 OUTPUT_SUFFIXES = IMAGE_SUFFIXES
 INPUT_SUFFIXES = IMAGE_SUFFIXES | {".gif"}  # GIF: the first frame; written back as PNG (256 colours would band)
 

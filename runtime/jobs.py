@@ -14,8 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
-from adabm_deploy.errors import UserError
-
+from .errors import UserError
 from .images import INPUT_SUFFIXES, OUTPUT_SUFFIXES
 
 BITMAP_SUFFIX = "_bits"

@@ -1,8 +1,8 @@
 """The model-directory contract: the exporter writes manifest.json, the runtime reads and validates it.
 
-A model directory holds manifest.json, fp32.onnx and one INT8 QDQ graph per image-wise bit factor (-1, 0, +1).
-Validation is strict: a damaged or foreign directory is refused with one line naming the problem, before any
-session is created. Torch-free.
+A model directory holds manifest.json, fp32.onnx and, for each engine form it holds (`engines`), one INT8 graph
+per image-wise bit factor (-1, 0, +1). Validation is strict: a damaged or foreign directory is refused with one
+line naming the problem, before any graph is compiled. Torch-free.
 """
 from __future__ import annotations
 
@@ -13,13 +13,14 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from adabm_deploy.complexity import DEFINITION as COMPLEXITY_DEFINITION
-from adabm_deploy.errors import UserError
-from adabm_deploy.rung import KIND as RUNG_KIND
+from .complexity import DEFINITION as COMPLEXITY_DEFINITION
+from .errors import UserError
+from .rung import KIND as RUNG_KIND
 
 FORMAT = "adabm-deploy/model"
-VERSION = 2  # 2 adds the cheap rung; 1 (no rung) still loads, every cell then runs the network
-READS = (1, 2)
+VERSION = 3  # 3: graphs per engine form; 2 adds the cheap rung; 1 (no rung) loads, every cell runs the network
+READS = (1, 2, 3)
+LEGACY_ENGINE = "onnxruntime"  # the one form that version 1 and 2 directories hold
 MANIFEST = "manifest.json"
 FACTORS = (-1, 0, 1)
 
@@ -31,8 +32,8 @@ def sha256_bytes(path: Path) -> str:
 @dataclass(frozen=True)
 class Variant:
     factor: int
-    path: Path
     layer_bits: list[int]
+    graphs: dict[str, Path]  # engine name -> this variant's graph in that engine's form
 
     @property
     def fab(self) -> float:
@@ -48,8 +49,22 @@ class Manifest:
     fp32: Path
     variants: dict[int, Variant]
     raw: dict[str, Any]
-    cheap_threshold: float | None = None  # cells at or below it take the cheap rung (adabm_deploy.rung)
+    cheap_threshold: float | None = None  # cells at or below it take the cheap rung (runtime.rung)
     version: int = VERSION
+
+    @property
+    def engines(self) -> tuple[str, ...]:
+        """The engine forms this directory holds."""
+        return tuple(self.variants[0].graphs)
+
+    def graph(self, engine: str, factor: int | None) -> Path:
+        """The graph an engine runs: factor -1 / 0 / +1 an INT8 variant, None the FP32 graph (one for all)."""
+        if factor is None:
+            return self.fp32
+        if engine not in self.variants[factor].graphs:
+            raise UserError(f"{self.root}: this model directory holds no {engine} form (it holds "
+                            f"{', '.join(self.engines)}); export it again to add one")
+        return self.variants[factor].graphs[engine]
 
     @property
     def notice(self) -> str | None:
@@ -90,6 +105,14 @@ def _number(root: Path, value: Any, what: str) -> float:
     if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
         raise _fail(root, f"{what} is {_shown(value)}, expected a finite number")
     return float(value)
+
+
+def _forms(root: Path, data: dict[str, Any]) -> list[str]:
+    """The engine forms a version 3 directory declares: `engines` maps each engine name to its form."""
+    engines = data["engines"]
+    if not isinstance(engines, dict) or not engines or not all(isinstance(e, str) and e for e in engines):
+        raise _fail(root, f"engines is {_shown(engines)}, expected a map of engine names to their forms")
+    return list(engines)
 
 
 def load(root: Path, verify_hashes: bool = True) -> Manifest:
@@ -138,6 +161,7 @@ def load(root: Path, verify_hashes: bool = True) -> Manifest:
         patch_size = _integer(root, data["patch_size"], "patch_size", 8, 4096)
         if not isinstance(data["variants"], list):
             raise _fail(root, "variants is not a list")
+        forms = _forms(root, data) if version >= 3 else [LEGACY_ENGINE]
         variants: dict[int, Variant] = {}
         for v in data["variants"]:
             factor = _integer(root, v["factor"], "a variant's factor", -1, 1)
@@ -147,7 +171,12 @@ def load(root: Path, verify_hashes: bool = True) -> Manifest:
             bits = [_integer(root, b, f"a layer bit-width of variant {factor:+d}", 2, 8) for b in bits]
             if factor in variants:
                 raise _fail(root, f"two variants for factor {factor:+d}")
-            variants[factor] = Variant(factor, checked(v, f"variant {factor:+d}"), bits)
+            entries = v["graphs"] if version >= 3 else {LEGACY_ENGINE: v}
+            if not isinstance(entries, dict) or sorted(entries) != sorted(forms):
+                raise _fail(root, f"variant {factor:+d} has graphs for {_shown(entries)}, expected one for each of "
+                                  f"the engines {', '.join(forms)}")
+            graphs = {e: checked(entries[e], f"variant {factor:+d} for {e}") for e in forms}
+            variants[factor] = Variant(factor, bits, graphs)
         if sorted(variants) != list(FACTORS):
             raise _fail(root, f"variants for factors {sorted(variants)}, expected {list(FACTORS)}")
         if len({len(v.layer_bits) for v in variants.values()}) != 1:

@@ -14,11 +14,10 @@ from typing import Iterator
 
 import numpy as np
 
-from adabm_deploy import rung
-
-from .engine import Engine
-from .manifest import FACTORS
+from . import rung
+from .engines import Engine
 from .images import as_float, to_dtype
+from .manifest import FACTORS
 from .routing import CHEAP, route
 from .schedule import WindowSchedule
 from .tiling import BandStitcher, Grid, Tile, plan

@@ -5,11 +5,10 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from adabm_deploy.complexity import gradient_density
-from adabm_deploy.rung import is_cheap
-
+from .complexity import gradient_density
 from .images import as_float
 from .manifest import Manifest
+from .rung import is_cheap
 from .tiling import Grid, Tile
 
 CHEAP = "cheap"  # a cell's route that runs no network

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from adabm_deploy.cells import cell_bounds
+from .cells import cell_bounds
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class Axis:
 
 
 def split_axis(length: int, patch: int, overlap: int) -> Axis:
-    """Cells as adabm_deploy.cells cuts them; overlap is capped at half a cell, so that only neighbouring
+    """Cells as runtime.cells cuts them; overlap is capped at half a cell, so that only neighbouring
     windows meet (the weights need that)."""
     bounds = cell_bounds(length, patch)
     overlap = min(overlap, (bounds[0][1] - bounds[0][0]) // 2)

@@ -16,9 +16,8 @@ from typing import Sequence
 
 from tqdm import tqdm
 
-from adabm_deploy.errors import run_cli
-
 from .api import DEFAULT_MODEL, DEFAULT_OVERLAP, SuperResolver
+from .command import run_cli
 from .headers import MAX_PIXELS
 from .pipeline import VARIANTS
 

@@ -14,9 +14,8 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from adabm_deploy.atomic import staged
-from adabm_deploy.errors import UserError
-
+from .atomic import staged
+from .errors import UserError
 from .jobs import VIDEO_SUFFIXES, Job
 from .pipeline import Upscaler
 

@@ -6,15 +6,15 @@ import sys
 import numpy as np
 import pytest
 import torch
+from conftest import shared_path
 
 from adabm_deploy import artifact
 from adabm_deploy import calibrate as calib
 from adabm_deploy.calibrate import PatchSampler, Settings, calibrate
 from adabm_deploy.data import calibration_images
-from adabm_deploy.errors import UserError
 from adabm_deploy.experiments import ROWS, reuse_artifact, row_settings
 from adabm_deploy.models import load_network
-from conftest import shared_path
+from runtime.errors import UserError
 
 TINY = dict(n_images=12, patch=32, batch=2, epochs=3, iters_per_epoch=8, stats_batch=6)
 

@@ -10,8 +10,8 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
+from conftest import REPO, shared_path
 
-from benchmarks import zoo
 from adabm_deploy import artifact
 from adabm_deploy.calibrate import Settings, calibrate
 from adabm_deploy.data import open_benchmark
@@ -20,7 +20,7 @@ from adabm_deploy.metrics import psnr, to_uint8
 from adabm_deploy.models import load_network, sha256_file
 from adabm_deploy.network.graph import run as run_graph
 from adabm_deploy.quant import QuantGraph
-from conftest import REPO, shared_path
+from benchmarks import zoo
 from export import model_dir
 from export.qdq import build_model
 from runtime import manifest
@@ -161,7 +161,7 @@ def test_every_activation_range_in_each_graph_is_the_artifacts_bits_for_its_vari
         m = model_dir.write(tmp_path / f"{kind}_{full}", qm, data, 19)
         assert len({tuple(v.layer_bits) for v in m.variants.values()}) == 3  # the variants differ
         for factor, variant in m.variants.items():
-            ranges = integer_ranges(onnx.load(variant.path))
+            ranges = integer_ranges(onnx.load(variant.graphs["onnxruntime"]))
             assert set(ranges) == set(data["activations"])
             wrong = {p: (r, 2 ** expected_bits(data, p, factor) - 1) for p, r in ranges.items()
                      if r != 2 ** expected_bits(data, p, factor) - 1}
@@ -209,8 +209,8 @@ def test_bundled_model_is_valid_and_every_variant_runs_integer_convs(x4_checkpoi
     fabs = [m.variants[f].fab for f in manifest.FACTORS]
     assert fabs == sorted(fabs) and all(2 <= b <= 8 for f in manifest.FACTORS for b in m.variants[f].layer_bits)
     for f, v in m.variants.items():
-        onnx.checker.check_model(onnx.load(v.path), full_check=True)
-        ops = fused_ops(v.path, tmp_path)
+        onnx.checker.check_model(onnx.load(v.graphs["onnxruntime"]), full_check=True)
+        ops = fused_ops(v.graphs["onnxruntime"], tmp_path)
         assert ops.count("QLinearConv") == 2 * 16 + 2 + 3 and "Conv" not in ops, sorted(set(ops))
         assert ops.count("QLinearAdd") == 16 + 1 + 16  # residual adds, skip, requantizations
 
@@ -219,7 +219,7 @@ def test_bundled_model_directory_is_what_the_exporter_writes_from_its_calibratio
     m, qm = bundled_sim
     data = json.loads((BUNDLED / "calibration.json").read_text())
     again = model_dir.write(tmp_path / "again", qm, data, m.raw["opset"])
-    for name in ["fp32.onnx", *(v.path.name for v in m.variants.values()), "calibration.json"]:
+    for name in ["fp32.onnx", *(g.name for v in m.variants.values() for g in v.graphs.values()), "calibration.json"]:
         assert (tmp_path / "again" / name).read_bytes() == (BUNDLED / name).read_bytes(), name
     assert {k: v for k, v in again.raw.items() if k != "producer"} == \
         {k: v for k, v in m.raw.items() if k != "producer"}
@@ -233,7 +233,7 @@ def test_onnx_runtime_matches_the_pytorch_simulation(bundled_sim, benchmark_root
     complexity_for = {-1: lo - 1.0, 0: (lo + hi) / 2, 1: hi + 1.0}
     bench = open_benchmark(benchmark_root / set_name, m.scale)
     for factor, variant in m.variants.items():
-        sess = session(variant.path)
+        sess = session(variant.graphs["onnxruntime"])
         mutual, hr_ort, hr_sim = [], [], []
         for pair in bench.pairs:
             lr, hr = bench.load(pair)
@@ -264,7 +264,7 @@ def test_reference_evaluator_agrees_with_onnx_runtime_op_by_op(benchmark_root, t
     lr = read_rgb(benchmark_root / "Set5" / "LR_bicubic" / "X4" / "birdx4.png")[20:36, 20:36]
     x = lr.transpose(2, 0, 1)[None].astype(np.float32)
     for variant in manifest.load(BUNDLED).variants.values():
-        model = onnx.load(variant.path)
+        model = onnx.load(variant.graphs["onnxruntime"])
         names = integer_tensors(model)
         assert len(names) == 71  # input, head, 4 per block, body end, skip, 3 tail convs
         # exposing the integer tensors keeps ORT's fusion: these are the values its integer kernels wrote
@@ -279,7 +279,7 @@ def test_reference_evaluator_agrees_with_onnx_runtime_op_by_op(benchmark_root, t
         assert max(op_differences(ref_vals, ort_vals, names).values()) <= 1, variant.factor
         np.testing.assert_allclose(ref_vals["sr"], ort_vals["sr"], atol=1e-3)
         whole_ref = to_uint8(ReferenceEvaluator(model).run(None, {"lr": x})[0][0].transpose(1, 2, 0))
-        whole_ort = to_uint8(run_image(session(variant.path), lr))
+        whole_ort = to_uint8(run_image(session(variant.graphs["onnxruntime"]), lr))
         assert psnr(whole_ref, whole_ort) >= 45.0, (variant.factor, psnr(whole_ref, whole_ort))
         assert (np.abs(whole_ref.astype(int) - whole_ort) <= 1).mean() >= 0.75, variant.factor
 
@@ -289,7 +289,7 @@ def test_probe_cli_compares_two_runs_op_by_op(benchmark_root, tmp_path):
     a corrupted tensor is caught."""
     from export.probe import main as probe
     lr = benchmark_root / "Set5" / "LR_bicubic" / "X4" / "birdx4.png"
-    model = manifest.load(BUNDLED).variants[0].path
+    model = manifest.load(BUNDLED).variants[0].graphs["onnxruntime"]
     a, b = tmp_path / "a.npz", tmp_path / "b.npz"
     assert probe(["dump", str(model), str(lr), str(a)]) == 0
     assert probe(["dump", str(model), str(lr), str(b), "--from", str(a)]) == 0
@@ -359,7 +359,7 @@ def test_export_bad_inputs_exit_2_and_leave_no_directory(tiny_artifact, x2_check
 
 
 def test_failure_while_writing_leaves_no_partial_directory(tiny_artifact, x2_checkpoint, tmp_path, monkeypatch):
-    from adabm_deploy.errors import UserError
+    from runtime.errors import UserError
     qm = artifact.load(tiny_artifact, load_network(x2_checkpoint))
     data = artifact.read(tiny_artifact)
     out = tmp_path / "model"
@@ -404,9 +404,9 @@ def test_a_network_the_tool_cannot_quantize_stops_the_export_with_one_line(tmp_p
     """An architecture whose module holds an attention block: its checkpoint loads, the capture refuses it,
     nothing is written."""
     from adabm_deploy import models
-    from adabm_deploy.errors import run_cli
     from adabm_deploy.models.architecture import Architecture, Layout
     from export.__main__ import main as export_main
+    from runtime.command import run_cli
 
     class Attention(torch.nn.Module):
         def __init__(self):

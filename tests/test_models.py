@@ -6,12 +6,12 @@ import pytest
 import torch
 from torch import nn
 
-from benchmarks import zoo
-from adabm_deploy.errors import UserError
 from adabm_deploy.models import load_network
 from adabm_deploy.models.edsr import EDSR, EDSRConfig, infer_config
 from adabm_deploy.network.capture import capture
 from adabm_deploy.network.graph import run
+from benchmarks import zoo
+from runtime.errors import UserError
 
 W, WB = ("weight",), ("weight", "bias")
 BN = ("weight", "bias", "running_mean", "running_var", "num_batches_tracked")

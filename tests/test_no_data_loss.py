@@ -18,10 +18,10 @@ import cv2
 import numpy as np
 import pytest
 import torch
-
-from adabm_deploy.errors import run_cli
 from conftest import REPO
+
 from runtime import images
+from runtime.command import run_cli
 from runtime.headers import MAX_PIXELS
 from runtime.upscale import main as upscale_main
 
@@ -229,7 +229,7 @@ def edited_manifest(tmp_path, source, **fields):
     (dict(patch_size=0), "patch_size is 0, expected an integer from 8"),
     (dict(complexity__thresholds=["10", "40"]), 'a complexity threshold is "10", expected a finite number'),
     (dict(complexity__thresholds=[float("-inf"), 40.0]), "a complexity threshold is -Infinity"),
-    (dict(version="2"), 'manifest version "2" is not supported (this runtime reads versions 1, 2)'),
+    (dict(version="2"), 'manifest version "2" is not supported (this runtime reads versions 1, 2, 3)'),
     (dict(cheap_rung__threshold="5"), 'the cheap rung\'s threshold is "5", expected a finite number'),
 ])
 def test_a_bad_manifest_exits_2_before_any_image_is_read(capsys, tiny_model_dir, folder, tmp_path, fields,
@@ -243,8 +243,8 @@ def test_a_bad_manifest_exits_2_before_any_image_is_read(capsys, tiny_model_dir,
 # -- messages -----------------------------------------------------------------------------------------------------
 
 def test_checkpoint_messages_are_whole_and_name_the_one_missing_key(tmp_path, x4_checkpoint):
-    from adabm_deploy.errors import UserError
     from adabm_deploy.models import load_network
+    from runtime.errors import UserError
     (tmp_path / "notes.pt").write_text("a text file, not a checkpoint\n" * 20)
     with pytest.raises(UserError, match=r"notes.pt: not a PyTorch checkpoint \(neither the zip archive torch.save "
                                         r"writes nor a pickle\)$"):
@@ -285,7 +285,7 @@ class FullDisk:
 
 @pytest.mark.parametrize("suffix", [".jpg", ".webp", ".tif", ".png"])
 def test_a_full_disk_says_so_for_every_format(tmp_path, monkeypatch, suffix):
-    from adabm_deploy.errors import UserError
+    from runtime.errors import UserError
     monkeypatch.setattr(images, "open", FullDisk, raising=False)
     with pytest.raises(UserError, match=rf"out{suffix}: cannot write \(No space left on device\)"):
         images.save(tmp_path / f"out{suffix}", photo())
@@ -312,7 +312,7 @@ def test_output_names_that_are_not_folders_and_unwritable_stats_fail_up_front(ca
 
 def test_the_calibration_set_is_checked_and_small_sets_are_announced(tmp_path):
     from adabm_deploy.calibrate import Settings, check_calibration_set
-    from adabm_deploy.errors import UserError
+    from runtime.errors import UserError
     said = []
     notices = check_calibration_set([np.zeros((20, 20, 3), np.uint8)] * 5, Settings(), tmp_path, said.append)
     assert said == notices and len(said) == 2

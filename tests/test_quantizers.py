@@ -2,9 +2,9 @@ import numpy as np
 import pytest
 import torch
 
-from adabm_deploy.complexity import gradient_density
 from adabm_deploy.quant import ActQuantizer, ImageToBit, LayerToBit, WeightQuantizer
 from adabm_deploy.quant.quantizers import bit_aware_clip
+from runtime.complexity import gradient_density
 
 
 @pytest.mark.parametrize("bits", [2, 4, 6, 8])

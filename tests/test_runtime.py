@@ -10,20 +10,20 @@ import time
 import cv2
 import numpy as np
 import pytest
+from conftest import REPO
 
 from adabm_deploy.data import open_benchmark
-from adabm_deploy.errors import UserError
 from adabm_deploy.metrics import psnr, to_uint8
-from conftest import REPO
 from runtime import images, manifest
-from runtime.engine import Engine
+from runtime.engines.onnxruntime import OnnxRuntimeEngine
+from runtime.errors import UserError
+from runtime.files import process
+from runtime.jobs import Job
 from runtime.pipeline import Report, Upscaler
-from runtime.routing import CHEAP
 from runtime.png import PngStream
+from runtime.routing import CHEAP
 from runtime.schedule import WindowSchedule, shared_is_sooner
 from runtime.tiling import plan, window_weights
-from runtime.jobs import Job
-from runtime.files import process
 
 BUNDLED = REPO / "runtime" / "models" / "edsr_baseline_x4"
 
@@ -127,7 +127,7 @@ def test_routing_sends_flat_cells_low_and_texture_high():
 def test_the_cheap_rung_is_bicubic_cross_faded_into_its_neighbours():
     """A cheap cell's output is the bicubic upscale of its window; in the overlap band it is cross-faded with
     the network output of its neighbour (here pixel replication), as network windows are, so no seam shows."""
-    from adabm_deploy import rung
+    from runtime import rung
     engine = ReplicateEngine()
     lr = np.concatenate([np.tile(np.linspace(100, 130, 96, dtype=np.float32)[None, :, None], (96, 1, 3)),
                          np.random.default_rng(1).integers(0, 256, (96, 96, 3)).astype(np.float32)], axis=1)
@@ -160,6 +160,9 @@ def test_a_version_1_model_directory_loads_without_the_rung_and_says_so(tmp_path
     data = json.loads((old / "manifest.json").read_text())
     data["version"] = 1
     del data["cheap_rung"]
+    del data["engines"]  # before version 3 a variant names its one (ONNX Runtime) graph itself
+    for v in data["variants"]:
+        v.update(v.pop("graphs")["onnxruntime"])
     (old / "manifest.json").write_text(json.dumps(data))
     m = manifest.load(old)
     assert m.version == 1 and m.cheap_threshold is None and "version 1 model directory" in m.notice
@@ -175,7 +178,7 @@ def test_tiled_matches_whole_image_for_one_variant(benchmark_root):
     """Default overlap: tiled vs whole-image Y-PSNR for a fixed variant (README has the Set14 figures)."""
     from runtime.api import DEFAULT_OVERLAP
     model = manifest.load(BUNDLED)
-    engine = Engine(model, threads=2)
+    engine = OnnxRuntimeEngine(model, threads=2)
     up = Upscaler(engine, model.patch_size, DEFAULT_OVERLAP, variant="0")
     bench = open_benchmark(benchmark_root / "Set5", 4)
     whole, tiled = [], []
@@ -299,7 +302,7 @@ def test_rerun_over_a_folder_does_not_upscale_its_own_outputs(lr_image, tmp_path
 def test_concurrent_tile_calls_and_thread_counts_give_the_same_image(benchmark_root):
     lr = cv2.imread(str(benchmark_root / "Set5" / "LR_bicubic" / "X4" / "babyx4.png"))[:, :, ::-1]
     lr = np.ascontiguousarray(lr[:100, :120]).astype(np.float32)
-    engine = Engine(manifest.load(BUNDLED), threads=1)
+    engine = OnnxRuntimeEngine(manifest.load(BUNDLED), threads=1)
     one, _ = Upscaler(engine, 48, 2).upscale_rgb(lr, np.uint8)
     two, _ = Upscaler(engine, 48, 2, workers=2).upscale_rgb(lr, np.uint8)
     np.testing.assert_array_equal(one, two)

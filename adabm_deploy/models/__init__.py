@@ -7,7 +7,8 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
+from runtime.errors import UserError
+
 from ..network.capture import capture
 from ..network.graph import Graph
 from . import carn, edsr, rdn, srresnet, srvgg

@@ -51,7 +51,7 @@ def conv_count(state: dict[str, torch.Tensor], pattern: str) -> int:
 
 def pixel_shuffle_factor(out_channels: int, channels: int, source: str, key: str) -> int:
     """r where a conv of `out_channels` feeds PixelShuffle(r) down to `channels`."""
-    from ..errors import UserError
+    from runtime.errors import UserError
     r = round((out_channels / channels) ** 0.5)
     if r < 2 or r * r * channels != out_channels:
         raise UserError(f"{source}: {key} has {out_channels} outputs, not a pixel-shuffle multiple of {channels}")
@@ -60,7 +60,7 @@ def pixel_shuffle_factor(out_channels: int, channels: int, source: str, key: str
 
 def instantiate(cls, config: dict, source: str) -> tuple[nn.Module, dict]:
     """cls(**config) with the config, or one line on what the checkpoint asks that the architecture lacks."""
-    from ..errors import UserError
+    from runtime.errors import UserError
     try:
         return cls(**config), config
     except ValueError as exc:

@@ -13,7 +13,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UserError
+from runtime.errors import UserError
+
 from .architecture import Architecture, Layout
 from .edsr import upsampler_stages
 

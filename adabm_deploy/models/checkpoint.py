@@ -13,7 +13,7 @@ from pathlib import Path
 
 import torch
 
-from ..errors import UserError
+from runtime.errors import UserError
 
 _ZIP, _PICKLE = b"PK\x03\x04", b"\x80"
 # what training code wraps a state dict in: EDSR-PyTorch resumable checkpoints, BasicSR (EMA weights first)

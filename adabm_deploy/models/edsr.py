@@ -13,7 +13,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from ..errors import UserError
+from runtime.errors import UserError
+
 from .architecture import Architecture, Layout, pixel_shuffle_factor
 
 

@@ -10,7 +10,8 @@ import re
 import torch
 from torch import nn
 
-from ..errors import UserError
+from runtime.errors import UserError
+
 from .architecture import Architecture, Layout, conv_count, instantiate
 from .edsr import upsampler_stages
 

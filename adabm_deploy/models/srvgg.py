@@ -12,7 +12,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UserError
+from runtime.errors import UserError
+
 from .architecture import Architecture, Layout, pixel_shuffle_factor
 
 

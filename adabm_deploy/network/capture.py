@@ -19,7 +19,8 @@ import torch.fx as fx
 import torch.nn.functional as F
 from torch import nn
 
-from ..errors import UserError
+from runtime.errors import UserError
+
 from .graph import Graph, Node
 
 LEAVES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.PReLU, nn.LeakyReLU, nn.PixelShuffle, nn.Upsample, nn.Identity)

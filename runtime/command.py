@@ -1,7 +1,8 @@
-"""One error type for problems the user can fix, and the CLI wrapper that turns it into one line + exit 2.
+"""The CLI wrapper every command shares: a UserError becomes one line and exit 2, and a stop signal leaves no
+temporary behind.
 
-The wrapper also makes SIGTERM and SIGHUP behave like Ctrl-C (the stack unwinds, so every staged output is
-dropped) and removes any temporary a thread was still writing.
+SIGTERM and SIGHUP behave like Ctrl-C (the stack unwinds, so every staged output is dropped), and any temporary
+a thread was still writing is removed on the way out.
 """
 from __future__ import annotations
 
@@ -10,9 +11,8 @@ import sys
 import threading
 from typing import Callable, Sequence
 
-
-class UserError(Exception):
-    """Bad input (missing file, foreign checkpoint, empty folder...): reported as one line, never a traceback."""
+from .atomic import remove_temporaries
+from .errors import UserError
 
 
 class Terminated(KeyboardInterrupt):
@@ -34,7 +34,6 @@ def _raise_terminated(signum, _frame):
 def run_cli(main: Callable[[Sequence[str] | None], int], argv: Sequence[str] | None = None) -> int:
     """Run a CLI entry point; a UserError becomes `error: <message>` on stderr and exit code 2; Ctrl-C, SIGTERM
     and SIGHUP leave no temporary file behind and exit with 128 + the signal number."""
-    from .atomic import remove_temporaries
     in_main = threading.current_thread() is threading.main_thread()  # signal handlers can only go there
     previous = {s: signal.signal(s, _raise_terminated) for s in _STOP_SIGNALS} if in_main else {}
     try:
