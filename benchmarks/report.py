@@ -1,13 +1,15 @@
 """`python -m benchmarks.report OUT.json`: the pytest-benchmark JSON as docs/benchmarks.md.
 
 Medians, ratios to ONNX Runtime FP32 on the same input and thread count, Set14 Y-PSNR beside each row, and
-the achieved int8 multiply-accumulate rate against the CPU's theoretical peak (an upper bound stated with
-its assumption: two 512-bit VNNI instructions per cycle per core, 128 int8 MACs).
+the achieved int8 multiply-accumulate rate against the CPU's theoretical int8 peak, derived from its features and
+clock: AMX-INT8 does a 16x64 by 64x16 int8 tile product, 1024 MACs per cycle per core; AVX-512 VNNI two 512-bit
+VPDPBUSD per cycle, 128 MACs; AVX-VNNI 64; ARM's dot product 32 (an upper bound each, stated with its unit).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import re
 import statistics
 import sys
 from pathlib import Path
@@ -17,7 +19,7 @@ from runtime.atomic import write_text
 from runtime.command import run_cli
 from runtime.errors import UserError
 
-PEAK_MACS_PER_CYCLE = {"AVX-512 VNNI": 128, "AVX-VNNI": 64, "ARM dot product (SDOT/UDOT)": 32}
+PEAK_MACS_PER_CYCLE = {"AMX-INT8": 1024, "AVX-512 VNNI": 128, "AVX-VNNI": 64, "ARM dot product (SDOT/UDOT)": 32}
 
 
 def load(path: Path) -> dict:
@@ -63,7 +65,8 @@ def render(data: dict) -> str:
         f"CPU {extra_machine.get('cpu', info.get('cpu', {}).get('brand_raw', '?'))} "
         f"({cores} cores, int8 dot product: {', '.join(extra_machine.get('int8', [])) or 'none'}), "
         f"{info.get('system', '?')} {info.get('machine', '')}, Python {info.get('python_version', '?')}, "
-        f"onnxruntime {extra_machine.get('onnxruntime', '?')}, torch {extra_machine.get('torch', '?')}. "
+        f"onnxruntime {extra_machine.get('onnxruntime', '?')}, openvino {extra_machine.get('openvino') or '-'}, "
+        f"torch {extra_machine.get('torch', '?')}. "
         "Model: EDSR-baseline x4 (`edsr_baseline_x4.pt`), bundled AdaBM model directory. Inputs: `frame` is a "
         "480x270 LR crop of a real photo (B100 img_003) -> 1920x1080; `patches` is a batch of 8 LR 96x96 "
         "patches. Medians over 5 rounds after a warm-up. Ratio = ORT FP32 median / row median (same input, "
@@ -72,7 +75,8 @@ def render(data: dict) -> str:
         f"does {tail_extra:.1%} more than the plain graph); peak = {peak_how}.", "",
         "| row | input | threads | median (s) | ratio to ORT FP32 | Set14 Y-PSNR | GMAC/s | % of int8 peak |",
         "| --- | --- | --- | --- | --- | --- | --- | --- |"]
-    order = ["PyTorch FP32", "ORT FP32", "OpenVINO FP32", "ORT quantize_static INT8 (W8A8)", "OpenVINO NNCF INT8",
+    order = ["PyTorch FP32", "ORT FP32", "OpenVINO FP32", "OpenVINO FP32, f32 precision hint",
+             "ORT quantize_static INT8 (W8A8)", "OpenVINO NNCF INT8",
              "ORT quantize_static INT8 (W8A8), rewritten graph", "OpenVINO NNCF INT8, rewritten graph"]
 
     def key(b):
@@ -138,20 +142,32 @@ def scale_table(benchmarks: list[dict], median) -> list[str]:
     return lines
 
 
+def row_pattern(name: str) -> re.Pattern:
+    """A row name where {fab} stands for a variant's " (FAB x.xx)" and {any} for any text."""
+    return re.compile(re.escape(name).replace(re.escape("{fab}"), r" \(FAB [0-9.]+\)")
+                      .replace(re.escape("{any}"), ".*"))
+
+
 def attribution_table(rows: list[dict], median) -> list[str]:
     """Which part buys what, on the frame: the graph rewrite (quantize_static on the plain vs the rewritten graph),
-    the quantization method (quantize_static vs AdaBM on the same rewritten graph), the runtime (ORT vs OpenVINO),
-    the routing (routed runtime.upscale vs the bare variant)."""
+    the quantization method (quantize_static vs AdaBM on the same rewritten graph), the engine (AdaBM's graphs on
+    ONNX Runtime vs OpenVINO), and where the project stands against the tool a user would pick instead."""
     at = {(b["extra_info"]["row"], b["extra_info"]["threads"]): median(b) for b in rows
           if b["extra_info"]["input"] == "frame"}
-    pairs = [("graph rewrite (quantize_static: plain / rewritten graph)", "ORT quantize_static INT8 (W8A8)",
-              "ORT quantize_static INT8 (W8A8), rewritten graph"),
-             ("quantization method (quantize_static / AdaBM variant +0, both rewritten)",
-              "ORT quantize_static INT8 (W8A8), rewritten graph", "AdaBM INT8 variant +0"),
-             ("INT8 on ORT at all (ORT FP32 / quantize_static, plain graph)", "ORT FP32",
+    pairs = [("INT8 on ORT at all (ORT FP32 / quantize_static, plain graph)", "ORT FP32",
               "ORT quantize_static INT8 (W8A8)"),
-             ("OpenVINO NNCF instead (OpenVINO NNCF INT8, rewritten / AdaBM variant +0)",
-              "OpenVINO NNCF INT8, rewritten graph", "AdaBM INT8 variant +0")]
+             ("graph rewrite (quantize_static: plain / rewritten graph)", "ORT quantize_static INT8 (W8A8)",
+              "ORT quantize_static INT8 (W8A8), rewritten graph"),
+             ("quantization method on ORT (quantize_static / AdaBM variant +0, both rewritten)",
+              "ORT quantize_static INT8 (W8A8), rewritten graph", "AdaBM INT8 variant +0{fab}"),
+             ("quantization method on OpenVINO (NNCF / AdaBM variant +0, both plain graphs)",
+              "OpenVINO NNCF INT8", "AdaBM INT8 variant +0{fab}, OpenVINO"),
+             ("engine (AdaBM variant +0: ONNX Runtime / OpenVINO, each its own form)", "AdaBM INT8 variant +0{fab}",
+              "AdaBM INT8 variant +0{fab}, OpenVINO"),
+             ("routed runtime.upscale, engine (ONNX Runtime / OpenVINO)", "AdaBM runtime.upscale, routed",
+              "AdaBM runtime.upscale, routed, OpenVINO"),
+             ("target: NNCF INT8 on the whole frame / AdaBM routed on auto", "OpenVINO NNCF INT8",
+              "AdaBM runtime.upscale, routed, auto{any}")]
     threads = sorted({t for _, t in at})
     lines = ["", "Which part buys what on the frame (ratio of medians, > 1: the second is faster):", "",
              "| step | " + " | ".join(f"{t} thread{'s' if t > 1 else ''}" for t in threads) + " |",
@@ -159,8 +175,8 @@ def attribution_table(rows: list[dict], median) -> list[str]:
     for label, a, b in pairs:
         cells = []
         for t in threads:
-            first = at.get((a, t))
-            second = next((v for (r, tt), v in at.items() if tt == t and r.startswith(b)), None)
+            first, second = (next((v for (r, tt), v in at.items() if tt == t and row_pattern(name).fullmatch(r)),
+                                  None) for name in (a, b))
             cells.append(f"{first / second:.2f}x" if first and second else "-")
         lines.append(f"| {label} | " + " | ".join(cells) + " |")
     return lines
@@ -196,6 +212,8 @@ def overhead_table(rows: list[dict]) -> list[str]:
         return []
     e2e = "AdaBM runtime.upscale, routed"
     columns = [("routed", lambda row: row == e2e), ("routed, no cheap rung", lambda row: row == f"{e2e}, no cheap rung"),
+               ("routed, OpenVINO", lambda row: row == f"{e2e}, OpenVINO"),
+               ("routed, auto", lambda row: row.startswith(f"{e2e}, auto")),
                ("routed, PNG in/out", lambda row: row == f"{e2e}, PNG in/out"),
                ("per frame of a folder, PNG in/out", lambda row: row.startswith(f"{e2e}, PNG in/out, per frame"))]
     lines = ["", "runtime.upscale on the frame against the bare ONNX Runtime run of variant 0 on the whole frame "

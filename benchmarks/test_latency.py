@@ -1,8 +1,9 @@
 """Latency of every way to run EDSR-baseline x4 on this CPU, in one pytest-benchmark run.
 
-Rows: PyTorch FP32, ONNX Runtime FP32 (the plain graph a user's export has), ORT's own quantize_static INT8
-on that graph, each AdaBM INT8 variant on the whole frame, and runtime.upscale end to end (routing, tiling,
-overlap, stitching; and with PNG read/write). Inputs: a 480x270 frame (-> 1920x1080) and a batch of 96x96
+Rows: PyTorch FP32, ONNX Runtime FP32 (the plain graph a user's export has), OpenVINO FP32 (its default
+precision hint and f32), ORT's own quantize_static INT8 and OpenVINO + NNCF INT8 on that graph, each AdaBM INT8
+variant on the whole frame on each engine, and runtime.upscale end to end on each engine and on auto (routing,
+tiling, overlap, stitching; and with PNG read/write). Inputs: a 480x270 frame (-> 1920x1080) and a batch of 96x96
 patches; 1 thread and all cores. extra_info carries what the report needs: MACs, Set14 Y-PSNR, threads.
 """
 from __future__ import annotations
@@ -20,9 +21,10 @@ import onnxruntime as ort
 import pytest
 
 from runtime import manifest
+from runtime.api import DEFAULT_MODEL, DEFAULT_OVERLAP, SuperResolver
+from runtime.engines import installed, open_engine
 from runtime.engines.onnxruntime import OnnxRuntimeEngine, session_options
 from runtime.pipeline import Upscaler
-from runtime.api import DEFAULT_MODEL, DEFAULT_OVERLAP
 
 from benchmarks.workloads import REPO, THREADS, macs_per_lr_pixel, onnx_runner, set14_psnr, shared
 
@@ -30,14 +32,30 @@ ROUNDS = 5
 PAIRED_ROUNDS = 7  # rows timed against the bare variant round by round
 MODEL = manifest.load(DEFAULT_MODEL)
 WORK = Path(tempfile.mkdtemp(prefix="adabm-bench-"))
+os.environ["ADABM_DEPLOY_CACHE"] = str(WORK / "cache")  # auto rows probe afresh in each run
+ENGINE_NAMES = {"onnxruntime": "ONNX Runtime", "openvino": "OpenVINO"}
+
+
+def engine_param(name: str):
+    """An engine as a test parameter, skipped where its library is not installed."""
+    return pytest.param(name, marks=pytest.mark.skipif(name not in installed() and name != "auto",
+                                                       reason=f"{name} is not installed"))
+
+
+ENGINES = [engine_param(e) for e in ENGINE_NAMES]
 
 
 def machine() -> dict:
     import torch
 
     from runtime.cpu import cpu_ghz, cpu_model, int8_extensions
+    from importlib.metadata import PackageNotFoundError, version
+    try:
+        openvino = version("openvino")
+    except PackageNotFoundError:
+        openvino = None
     return {"cpu": cpu_model(), "cores": os.cpu_count(), "int8": int8_extensions(), "ghz": cpu_ghz(),
-            "onnxruntime": ort.__version__, "torch": torch.__version__}
+            "onnxruntime": ort.__version__, "openvino": openvino, "torch": torch.__version__}
 
 
 def record(benchmark, fn, *, row, threads, pixels, macs_per_pixel, accuracy, quick, input_name, frames=1,
@@ -206,40 +224,67 @@ def openvino_models(fp32_graph, rewritten_fp32_graph, calibration_set) -> dict:
     pytest.importorskip("openvino", reason="OpenVINO rows need the bench extra: pip install -e '.[bench]'")
     pytest.importorskip("nncf", reason="OpenVINO rows need the bench extra: pip install -e '.[bench]'")
     from benchmarks.baselines import openvino_int8
-    return {"OpenVINO FP32": (fp32_graph, False),
-            "OpenVINO NNCF INT8": (openvino_int8(fp32_graph, calibration_set), False),
-            "OpenVINO NNCF INT8, rewritten graph": (openvino_int8(rewritten_fp32_graph, calibration_set), True)}
+    return {"OpenVINO FP32": (fp32_graph, False, None),
+            "OpenVINO FP32, f32 precision hint": (fp32_graph, False, "f32"),
+            "OpenVINO NNCF INT8": (openvino_int8(fp32_graph, calibration_set), False, None),
+            "OpenVINO NNCF INT8, rewritten graph": (openvino_int8(rewritten_fp32_graph, calibration_set), True, None)}
 
 
-@pytest.mark.parametrize("row", ["OpenVINO FP32", "OpenVINO NNCF INT8", "OpenVINO NNCF INT8, rewritten graph"])
+@pytest.mark.parametrize("row", ["OpenVINO FP32", "OpenVINO FP32, f32 precision hint", "OpenVINO NNCF INT8",
+                                 "OpenVINO NNCF INT8, rewritten graph"])
 @pytest.mark.parametrize("input_name", INPUTS)
 @pytest.mark.parametrize("threads", THREADS)
 def test_openvino(benchmark, request, openvino_models, macs, row, threads, input_name, quick):
-    """The tool an x86 user would pick instead: OpenVINO on the same FP32 graph, NNCF's post-training INT8."""
+    """The tool an x86 user would pick instead: OpenVINO on the same FP32 graph (its default precision hint is
+    bf16 where the CPU has AMX-BF16 or AVX-512 BF16), NNCF's post-training INT8."""
     from benchmarks.baselines import openvino_runner
-    model, rewritten = openvino_models[row]
-    run = openvino_runner(model, threads)
+    model, rewritten, precision = openvino_models[row]
+    run = openvino_runner(model, threads, precision)
     x = _input(request, input_name)
     record(benchmark, lambda: run(x), row=row, threads=threads, pixels=x.shape[0] * x.shape[2] * x.shape[3],
            macs_per_pixel=macs[rewritten], quick=quick, input_name=input_name,
            accuracy=lambda: _accuracy(row, lambda: set14_psnr(onnx_runner(run), set14_root())))
 
 
+def engine_row(engine: str) -> str:
+    """The row-name suffix of an engine: ONNX Runtime's rows keep the names earlier reports gave them."""
+    return "" if engine == "onnxruntime" else f", {ENGINE_NAMES.get(engine, engine)}"
+
+
 @pytest.mark.parametrize("input_name", INPUTS)
 @pytest.mark.parametrize("factor", manifest.FACTORS)
 @pytest.mark.parametrize("threads", THREADS)
-def test_adabm_variant(macs, benchmark, request, factor, threads, input_name, quick):
-    engine = OnnxRuntimeEngine(MODEL, threads)
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_adabm_variant(macs, benchmark, request, factor, threads, input_name, engine_name, quick):
+    """One AdaBM variant on the whole input, as the engine's own form of the graph (ONNX Runtime's is the
+    rewritten graph, OpenVINO's the plain one: its MACs are counted as such)."""
+    engine = open_engine(engine_name, MODEL, threads)
     x = _input(request, input_name)
     fab = MODEL.variants[factor].fab
-    record(benchmark, lambda: engine.run(factor, x), row=f"AdaBM INT8 variant {factor:+d} (FAB {fab:.2f})",
-           threads=threads, pixels=x.shape[0] * x.shape[2] * x.shape[3], macs_per_pixel=macs[True], quick=quick,
-           input_name=input_name, accuracy=lambda: _accuracy(f"variant{factor}", lambda: set14_psnr(
+    row = f"AdaBM INT8 variant {factor:+d} (FAB {fab:.2f}){engine_row(engine_name)}"
+    record(benchmark, lambda: engine.run(factor, x), row=row, threads=threads,
+           pixels=x.shape[0] * x.shape[2] * x.shape[3], macs_per_pixel=macs[engine_name == "onnxruntime"],
+           quick=quick, input_name=input_name, accuracy=lambda: _accuracy(row, lambda: set14_psnr(
                onnx_runner(lambda b: engine.run(factor, b)), set14_root())))
 
 
+@pytest.mark.parametrize("side", [100, 196])
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_window_size(macs, benchmark, engine_name, side, quick):
+    """The window size per engine, in its own layout on all cores: a cell's window (96 + 2 x 2 overlap) against
+    one four times its area. GMAC/s in the report compares them per pixel."""
+    sr = SuperResolver(threads=os.cpu_count() or 1, engine=engine_name)
+    side = 36 if quick else side
+    x = np.random.default_rng(0).uniform(0, 255, (1, 3, side, side)).astype(np.float32)
+    engine = sr.upscaler.engine
+    record(benchmark, lambda: engine.run(0, x), row=f"AdaBM INT8 variant +0, one window{engine_row(engine_name)}",
+           threads=os.cpu_count() or 1, pixels=side * side, macs_per_pixel=macs[engine_name == "onnxruntime"],
+           quick=quick, input_name=f"window {side}x{side}", accuracy=None)
+
+
 def cli_upscaler(threads: int, cheap: bool = True) -> Upscaler:
-    """The upscaler as runtime.upscale builds it: single-threaded sessions, `threads` calls at once."""
+    """The upscaler as runtime.upscale builds it on ONNX Runtime: single-threaded sessions, `threads` calls at
+    once."""
     return Upscaler(OnnxRuntimeEngine(MODEL, 1), MODEL.patch_size, DEFAULT_OVERLAP, workers=threads, cheap=cheap)
 
 
@@ -251,15 +296,20 @@ def bare_variant(frame: np.ndarray, threads: int):
 
 @pytest.mark.parametrize("cheap", [True, False])
 @pytest.mark.parametrize("threads", THREADS)
-def test_adabm_upscale_routed(macs, benchmark, frame, threads, cheap, quick):
+@pytest.mark.parametrize("engine_name", [*ENGINES, "auto"])
+def test_adabm_upscale_routed(macs, benchmark, frame, threads, cheap, engine_name, quick):
     """runtime.upscale's work on one frame: routing, tiling with overlap, per-variant batches, stitching; with
-    the cheap rung (3 of the frame's 15 cells are sky) and without it (the overhead of tiling alone)."""
-    up = cli_upscaler(threads, cheap)
+    the cheap rung (3 of the frame's 15 cells are sky) and without it (the overhead of tiling alone); on each
+    engine in its own layout, and on auto (the engine the runtime picks here, after a fresh probe)."""
+    sr = SuperResolver(threads=threads, cheap_rung=cheap, engine=engine_name)
+    up = sr.upscaler
     rgb = frame.astype(np.float32)
-    row = "AdaBM runtime.upscale, routed" + ("" if cheap else ", no cheap rung")
+    chosen = f" (chose {ENGINE_NAMES[sr.engine]})" if engine_name == "auto" else ""
+    row = ("AdaBM runtime.upscale, routed" + ("" if cheap else ", no cheap rung")
+           + (", auto" + chosen if engine_name == "auto" else engine_row(engine_name)))
     record(benchmark, lambda: up.upscale_rgb(rgb, np.uint8), row=row, threads=threads,
-           pixels=rgb.shape[0] * rgb.shape[1], macs_per_pixel=macs[True], quick=quick, input_name="frame",
-           bare=bare_variant(frame, threads),
+           pixels=rgb.shape[0] * rgb.shape[1], macs_per_pixel=macs[sr.engine == "onnxruntime"], quick=quick,
+           input_name="frame", bare=bare_variant(frame, threads),
            accuracy=lambda: _accuracy(row, lambda: set14_psnr(
                lambda lr: up.upscale_rgb(lr.astype(np.float32), np.uint8)[0].astype(np.float32), set14_root())))
 

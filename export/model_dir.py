@@ -25,7 +25,9 @@ PATCH_SIZE = 96  # the paper's patch-wise protocol; the runtime's default tile s
 ARTIFACT_FILE = "calibration.json"
 # engine name -> what its form of the INT8 graphs is; the manifest says which forms a directory holds
 FORMS = {"onnxruntime": "QDQ ONNX for ONNX Runtime's fusions: b-bit Clip on uint8 after QuantizeLinear, "
-                        "shuffles on uint8, adds requantized as QLinearAdd"}
+                        "shuffles on uint8, adds requantized as QLinearAdd",
+         "openvino": "QDQ ONNX for OpenVINO's low-precision transformations: b-bit float Clip before "
+                     "QuantizeLinear, DepthToSpace shuffles, the residual stream held at the next conv's bits"}
 
 
 def variant_file(factor: int | None, engine: str = "onnxruntime") -> str:
@@ -80,9 +82,11 @@ def _save(model: onnx.ModelProto, path: Path) -> dict[str, str]:
 
 def _fill(staging: Path, qm: QuantGraph, artifact_data: dict[str, Any], opset: int) -> None:
     (staging / ARTIFACT_FILE).write_text(json.dumps(artifact_data, indent=1) + "\n")
+    plans = {engine: qm.for_engine(engine) for engine in FORMS}  # each engine's points, one calibration's ranges
     variants = []
     for factor in manifest.FACTORS:
-        graphs = {"onnxruntime": _save(build_model(qm, factor, opset), staging / variant_file(factor))}
+        graphs = {engine: _save(build_model(plans[engine], factor, opset), staging / variant_file(factor, engine))
+                  for engine in FORMS}
         bits = qm.variant_bits(factor)
         variants.append({"factor": factor, "graphs": graphs, "layer_bits": bits, "fab": sum(bits) / len(bits)})
     payload = {

@@ -11,6 +11,12 @@ QuantizeLinear per conv output. Rules for ORT's CPU kernels, on any graph:
 - a 3x3 conv of fewer than 16 outputs reading a pixel shuffle (the last conv at output resolution, which would
   miss the fast kernel) is rewritten exactly as a 2x2 conv before the shuffle (subpixel_conv_weights);
 - requantizing a dequantized tensor adds a dequantized zero first, so ORT runs it as one uint8 QLinearAdd.
+
+OpenVINO's form (the graph of a QuantGraph with OpenVINO's points) is the plain graph (DepthToSpace shuffles,
+every conv as captured), with b < 8 bits as a float Clip to the b-bit range before QuantizeLinear and nothing
+between QuantizeLinear and DequantizeLinear: the frontend folds each pair into a 256-level FakeQuantize and the
+CPU plugin folds the Clip into its crop range, so every quantized conv runs u8 x i8 with the requantization
+fused. The same integers as Clip on uint8: both bounds lie on the quantization grid.
 """
 from __future__ import annotations
 
@@ -95,11 +101,14 @@ def subpixel_convs(graph: Graph) -> dict[str, Node]:
 
 
 class GraphWriter:
-    def __init__(self, qm: QuantGraph, image_factor: int | None, rewrite: bool = True):
+    def __init__(self, qm: QuantGraph, image_factor: int | None, rewrite: bool | None = None):
         """image_factor None: the FP32 graph; -1 / 0 / +1: the INT8 variant for that image-wise bit factor.
         rewrite False keeps every pixel shuffle a DepthToSpace (on uint8 between Q and DQ where quantized) and
-        every conv as captured: the graph a user's own export has."""
+        every conv as captured: the graph a user's own export has (None: the engine's form; ONNX Runtime's is
+        rewritten, OpenVINO's is not: its DepthToSpace and 3x3 tail measured faster there)."""
+        rewrite = qm.engine == "onnxruntime" if rewrite is None else rewrite
         self.qm, self.graph, self.plan = qm, qm.graph, qm.plan
+        self.clip_before_q = qm.engine == "openvino"
         self.factor = image_factor
         self.quantized = image_factor is not None
         self.nodes: list[onnx.NodeProto] = []
@@ -163,12 +172,16 @@ class GraphWriter:
         scale, zp = self.qm.quantizer[point.name].qparams(bits)
         s = self.const(f"{point.name}.scale", np.float32(scale))
         z = self.const(f"{point.name}.zp", np.uint8(zp))
-        if x in self.dequantized:
+        if self.clip_before_q and bits < 8:  # the b-bit range in float, on the grid: OpenVINO folds it into its FQ
+            lo, hi = (np.float32(np.float32(scale) * np.float32(level - zp)) for level in (0, 2 ** bits - 1))
+            bounds = [self.const(f"{point.name}.clip_lo", lo), self.const(f"{point.name}.clip_hi", hi)]
+            x = self.op("Clip", [x, *bounds], f"{point.name}.clip{bits}")
+        elif x in self.dequantized and not self.clip_before_q:
             zero = self.op("DequantizeLinear", [self.const("u8.0", np.uint8(0)), self.const("one", np.float32(1)),
                                                 self.const("u8.0", np.uint8(0))], f"{point.name}.zero")
             x = self.op("Add", [x, zero], f"{point.name}.requant")
         t = self.op("QuantizeLinear", [x, s, z], f"{point.name}.q")
-        if bits < 8:
+        if bits < 8 and not self.clip_before_q:
             t = self.op("Clip", [t, self.const("u8.0", np.uint8(0)), self.const(f"u8.{2 ** bits - 1}",
                                                                                np.uint8(2 ** bits - 1))],
                         f"{point.name}.clip{bits}")
@@ -337,6 +350,7 @@ class GraphWriter:
         return model
 
 
-def build_model(qm: QuantGraph, image_factor: int | None, opset: int = 19, rewrite: bool = True) -> onnx.ModelProto:
+def build_model(qm: QuantGraph, image_factor: int | None, opset: int = 19, rewrite: bool | None = None
+                ) -> onnx.ModelProto:
     label = "fp32" if image_factor is None else f"int8_factor{image_factor:+d}"
     return GraphWriter(qm, image_factor, rewrite).build(opset, f"x{qm.scale}_{label}")

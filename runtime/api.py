@@ -7,8 +7,9 @@
         sr.upscale_files(["frames/"], "out/")    # folders, conflicts and resumption as the CLI has them
 
 Every problem with an input is a runtime.UserError naming the file and the problem; nothing is half-written.
-The options are the CLI's (python -m runtime.upscale is a thin layer over this), and close() (or leaving the
-`with` block) stops the worker threads and drops the ONNX Runtime sessions.
+The options are the CLI's (python -m runtime.upscale is a thin layer over this); the inference engine is the
+one named, or the fastest on this machine (engine="auto", runtime/engines/choice.py). close() (or leaving the
+`with` block) stops the worker threads and drops the compiled graphs.
 """
 from __future__ import annotations
 
@@ -22,7 +23,7 @@ import numpy as np
 from . import images, manifest
 from .atomic import check_json_target, write_json
 from .cpu import cpu_model, int8_extensions
-from .engines import open_engine
+from .engines.choice import choose
 from .errors import UserError
 from .files import process
 from .headers import MAX_PIXELS
@@ -47,11 +48,14 @@ class Run:
 class SuperResolver:
     def __init__(self, model: str | Path | None = None, *, patch: int | None = None, overlap: int = DEFAULT_OVERLAP,
                  threads: int = 0, variant: str = "auto", cheap_rung: bool = True, max_pixels: int = MAX_PIXELS,
-                 suffix: str | None = None):
-        """model: a model directory from python -m export (default: the bundled one). threads: ONNX Runtime
-        calls at once, one thread each (0: one per core). variant: auto routes each cell by complexity; -1 / 0
-        / +1 forces one INT8 variant; fp32 runs the FP32 graph. cheap_rung: let the model's cheap rung take
-        the flattest cells. The model is validated and each graph it may run is probed once, here."""
+                 suffix: str | None = None, engine: str | None = None):
+        """model: a model directory from python -m export (default: the bundled one). threads: cores to use (0:
+        all), laid out as the engine runs fastest (ONNX Runtime: that many single-threaded calls at once;
+        OpenVINO: one call on all of them). variant: auto routes each cell by complexity; -1 / 0 / +1 forces
+        one INT8 variant; fp32 runs the FP32 graph. cheap_rung: let the model's cheap rung take the flattest
+        cells. engine: onnxruntime, openvino, or auto (the fastest here: a timed probe on first use, cached);
+        None: $ADABM_DEPLOY_ENGINE, else auto.
+        The model is validated and each graph it may run is probed once, here."""
         self.manifest = manifest.load(Path(model) if model is not None else DEFAULT_MODEL)
         self.patch = patch or self.manifest.patch_size
         if self.patch < 8 or overlap < 0 or overlap >= self.patch:
@@ -64,8 +68,11 @@ class SuperResolver:
             raise UserError(f"variant {variant!r}: choose from {', '.join(VARIANTS)}")
         self.overlap, self.threads, self.variant, self.max_pixels = overlap, threads, variant, max_pixels
         self.suffix = suffix if suffix is not None else f"_x{self.manifest.scale}"
-        self.upscaler = Upscaler(open_engine("onnxruntime", self.manifest, threads=1), self.patch, overlap, variant,
-                                 threads or os.cpu_count() or 1, cheap=cheap_rung)
+        cores = threads or os.cpu_count() or 1
+        probe_graph = None if variant == "fp32" else 0 if variant == "auto" else int(variant)
+        self.choice = choose(engine, self.manifest, probe_graph, self.patch + 2 * overlap, cores)
+        calls, _ = self.choice.engine.layout(cores)
+        self.upscaler = Upscaler(self.choice.engine, self.patch, overlap, variant, calls, cheap=cheap_rung)
         self.upscaler.engine.check(self.upscaler.graphs())
 
     def warm_up(self) -> None:
@@ -79,6 +86,11 @@ class SuperResolver:
     @property
     def scale(self) -> int:
         return self.manifest.scale
+
+    @property
+    def engine(self) -> str:
+        """The inference engine this resolver runs on."""
+        return self.choice.engine.name
 
     # -- arrays --------------------------------------------------------------------------------------------
     def upscale(self, image: np.ndarray) -> np.ndarray:
@@ -146,7 +158,10 @@ class SuperResolver:
             if on_done:
                 on_done(record)
         if stats is not None:
-            write_json(stats, {"model": str(self.manifest.root), "variant": self.variant, "patch": self.patch,
+            write_json(stats, {"model": str(self.manifest.root), "engine": self.engine,
+                               "engine_choice": {"how": self.choice.how,
+                                                 "windows_per_second": self.choice.windows_per_second},
+                               "variant": self.variant, "patch": self.patch,
                                "overlap": self.overlap, "threads": self.threads, "cpu": cpu_model(),
                                "int8": int8_extensions(), "cores": os.cpu_count(), "images": run.records,
                                "skipped": run.skipped, "failed": run.failed})

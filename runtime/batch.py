@@ -24,6 +24,7 @@ from tqdm import tqdm
 from .api import DEFAULT_MODEL, SuperResolver
 from .atomic import check_json_target, write_json
 from .command import run_cli
+from .engines.choice import AUTO, CHOICES, DEFAULT_VARIABLE, default
 from .errors import UserError
 from .files import process
 from .images import INPUT_SUFFIXES
@@ -101,7 +102,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model directory (seen by every worker)")
     p.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
     p.add_argument("--workers", type=int, default=0, help="local cluster: worker processes (0: one per core)")
-    p.add_argument("--threads", type=int, default=1, help="ONNX Runtime calls at once per worker")
+    p.add_argument("--threads", type=int, default=1, help="cores per worker")
+    p.add_argument("--engine", choices=CHOICES,
+                   help="inference engine; auto: each worker runs the fastest on its own machine (timed once, "
+                        f"cached); default: ${DEFAULT_VARIABLE} here, else auto")
     p.add_argument("--suffix", help="output name suffix (default: _x<scale>)")
     p.add_argument("--overwrite", action="store_true", help="redo images whose output exists")
     p.add_argument("--report", type=Path, help="write every record and failure (JSON)")
@@ -120,7 +124,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     uris = [i for i in items if is_uri(i)]  # file:// too: read through fsspec like any remote store
     local = [Path(i) for i in items if not is_uri(i)]
     # the model is validated (and its scale read) here, before a worker starts
-    with SuperResolver(args.model, threads=1, suffix=args.suffix) as probe:
+    engine = args.engine or default()
+    # auto is decided by each worker on its own machine; here a named engine is checked against the model
+    with SuperResolver(args.model, threads=1, suffix=args.suffix,
+                       engine="onnxruntime" if engine == AUTO else engine) as probe:
         suffix, model = probe.suffix, str(probe.manifest.root.resolve())
     args.output.mkdir(parents=True, exist_ok=True)
     found, own, errors = collect(local, suffix, lambda m: print(m, file=sys.stderr), [args.output])
@@ -132,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     failed = errors + planned.errors
     for line in failed:
         print(f"error: {line}", file=sys.stderr)
-    options = {"threads": args.threads, "suffix": suffix}
+    options = {"threads": args.threads, "suffix": suffix, "engine": engine}
     started = time.perf_counter()
     cluster = None
     if not args.scheduler:
@@ -159,7 +166,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     record, error = None, f"{type(exc).__name__}: {exc}"
                 if record is not None:
                     records.append(record)
-                    print(f"{record['input']} -> {record['output']} ({record['seconds']:.2f} s)")
+                    print(f"{record['input']} -> {record['output']} ({record['seconds']:.2f} s, {record['engine']})")
                 else:
                     failed.append(error)
                     print(f"error: {error}", file=sys.stderr)

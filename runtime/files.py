@@ -86,7 +86,7 @@ def write_image(job: Job, picture: images.Picture, report: Report, bands: Iterab
     variants = upscaler.engine.model.variants
     return {"input": job.uri or str(job.source), "output": str(job.target), "lr_size": [w, h],
             "seconds": round(time.perf_counter() - start, 4), "inference_seconds": round(report.seconds, 4),
-            "cells": report.counts(),
+            "engine": upscaler.engine.name, "cells": report.counts(),
             "fab": None if upscaler.fp32 else report.fab({f: v.fab for f, v in variants.items()}),
             "bit_depth": 8 * picture.dtype.itemsize, "alpha": picture.alpha is not None, "gray": picture.gray}
 

@@ -1,11 +1,11 @@
-"""`python -m runtime.upscale INPUT...`: super-resolve images and videos with an exported model on ONNX Runtime
-(no torch).
+"""`python -m runtime.upscale INPUT...`: super-resolve images and videos with an exported model on CPU
+inference engines (no torch).
 
 Each LR image is cut into cells of at most --patch pixels; each cell's gradient density picks its rung (the
 cheap bicubic rung, or the INT8 variant of the manifest's thresholds), cells run with --overlap pixels of
-context, --threads windows at a time, and the outputs are cross-faded into one image written beside the input
-(or under -o) with a suffix. A bad image is reported on one line and skipped; the exit code is 1 if any image
-failed. A thin layer over runtime.api.SuperResolver.
+context on the inference engine (--engine; auto: the fastest here), and the outputs are cross-faded into one
+image written beside the input (or under -o) with a suffix. A bad image is reported on one line and skipped;
+the exit code is 1 if any image failed. A thin layer over runtime.api.SuperResolver.
 """
 from __future__ import annotations
 
@@ -18,6 +18,7 @@ from tqdm import tqdm
 
 from .api import DEFAULT_MODEL, DEFAULT_OVERLAP, SuperResolver
 from .command import run_cli
+from .engines.choice import CHOICES, DEFAULT_VARIABLE
 from .headers import MAX_PIXELS
 from .pipeline import VARIANTS
 
@@ -32,7 +33,10 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--patch", type=int, help="LR cell size for routing and tiling (default: the manifest's, 96)")
     p.add_argument("--overlap", type=int, default=DEFAULT_OVERLAP, help="LR context pixels per side, cross-faded")
     p.add_argument("--threads", type=int, default=0,
-                   help="ONNX Runtime calls run at once, one thread each (0: one per core)")
+                   help="cores to use (0: all), laid out as the engine runs fastest")
+    p.add_argument("--engine", choices=CHOICES,
+                   help="inference engine; auto: the fastest installed one on this machine (timed once, cached); "
+                        f"default: ${DEFAULT_VARIABLE}, else auto")
     p.add_argument("--variant", choices=VARIANTS, default="auto",
                    help="auto: route each cell by complexity; or force one INT8 variant, or the FP32 graph")
     p.add_argument("--no-cheap-rung", action="store_true",
@@ -54,8 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     with SuperResolver(args.model, patch=args.patch, overlap=args.overlap, threads=args.threads,
                        variant=args.variant, cheap_rung=not args.no_cheap_rung, max_pixels=args.max_pixels,
-                       suffix=args.suffix) as sr:
+                       suffix=args.suffix, engine=args.engine) as sr:
         s = sr.scale
+        print(sr.choice.describe(), flush=True)
 
         def announce(record: dict) -> None:
             w, h = record["lr_size"]

@@ -51,7 +51,7 @@ def upscale_video(job: Job, upscaler: Upscaler, show: bool = False) -> dict:
         with staged(job.target) as tmp:
             frames = _transcode(av, source, video, tmp, codec, options, s, upscaler, show, job)
     seconds = time.perf_counter() - start
-    return {"input": str(job.source), "output": str(job.target), "frames": frames,
+    return {"input": str(job.source), "output": str(job.target), "engine": upscaler.engine.name, "frames": frames,
             "lr_size": [video.codec_context.width, video.codec_context.height], "seconds": round(seconds, 3),
             "fps": round(frames / seconds, 3) if seconds else None, "codec": codec}
 

@@ -1,6 +1,7 @@
 """Shared fixtures: the reference data in ../shared (skipped with a clear reason where it is absent)."""
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,15 @@ def shared_path(*parts: str) -> Path:
     if not path.exists():
         pytest.skip(f"reference data {path} not present (tests read ../shared beside the checkout)")
     return path
+
+
+@pytest.fixture(autouse=True, scope="session")
+def engine_defaults(tmp_path_factory) -> None:
+    """Tests run on ONNX Runtime unless they name an engine (auto's probe and OpenVINO's compiles would add a few
+    seconds to each of the hundreds of runs; tests/test_engines.py and tests/test_openvino.py cover them), and
+    engines keep what they measure or compile in a folder of the tests' own; subprocesses inherit both."""
+    os.environ["ADABM_DEPLOY_ENGINE"] = "onnxruntime"
+    os.environ["ADABM_DEPLOY_CACHE"] = str(tmp_path_factory.mktemp("engine-cache"))
 
 
 @pytest.fixture(scope="session")

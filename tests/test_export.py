@@ -307,7 +307,9 @@ def test_export_cli_writes_a_complete_model_directory(tiny_artifact, x2_checkpoi
     assert proc.returncode == 0, proc.stderr
     m = manifest.load(out)
     assert sorted(p.name for p in out.iterdir()) == sorted(
-        ["manifest.json", "calibration.json", "fp32.onnx", "int8_f-1.onnx", "int8_f+0.onnx", "int8_f+1.onnx"])
+        ["manifest.json", "calibration.json", "fp32.onnx", "int8_f-1.onnx", "int8_f+0.onnx", "int8_f+1.onnx",
+         "int8_f-1.openvino.onnx", "int8_f+0.openvino.onnx", "int8_f+1.openvino.onnx"])
+    assert list(m.engines) == ["onnxruntime", "openvino"]
     data = json.loads(tiny_artifact.read_text())
     assert m.scale == 2 and list(m.thresholds) == pytest.approx(data["i2b_thresholds"])
     for f, v in m.variants.items():

@@ -30,6 +30,7 @@ BUNDLED = REPO / "runtime" / "models" / "edsr_baseline_x4"
 
 class ReplicateEngine:
     """Pixel replication in place of the network: local, so tiled output must equal the whole-image one."""
+    name = "replicate"
 
     def __init__(self):
         self.model = manifest.load(BUNDLED, verify_hashes=False)

@@ -16,7 +16,7 @@ from torch import nn
 from ..network.graph import MOVES, Graph, Node, apply
 from .arith import MAX_BITS, MIN_BITS, bias_codes, integer_conv
 from .bitmap import ImageToBit, LayerToBit, ste
-from .points import FIXED_8, Point, plan_points
+from .points import FIXED_8, Point, counterpart, plan_points
 from .quantizers import ActQuantizer, WeightQuantizer
 
 
@@ -44,11 +44,15 @@ class QConv(nn.Module):
 
 
 class QuantGraph(nn.Module):
-    def __init__(self, graph: Graph, w_bits: int, a_bits: int, full_quant: bool, per_channel: bool = False):
+    def __init__(self, graph: Graph, w_bits: int, a_bits: int, full_quant: bool, per_channel: bool = False,
+                 engine: str = "onnxruntime"):
+        """engine: whose quantization rules place the points (quant/points.py); calibration tunes the ONNX
+        Runtime plan, and for_engine derives another engine's from it."""
         super().__init__()
         self.graph = graph
         self.w_bits, self.a_bits, self.full_quant, self.per_channel = w_bits, a_bits, full_quant, per_channel
-        self.plan = plan_points(graph, full_quant, a_bits)
+        self.engine = engine
+        self.plan = plan_points(graph, full_quant, a_bits, engine)
         convs = [QConv(n, (w_bits if n.role != "outer" else 8) if n.name in self.plan.quantized else None,
                        per_channel) for n in graph.convs()]
         self.convs = nn.ModuleList(convs)
@@ -69,6 +73,23 @@ class QuantGraph(nn.Module):
     def scale(self) -> int:
         return self.graph.scale
 
+    def for_engine(self, engine: str) -> QuantGraph:
+        """This calibration simulated with another engine's quantization points: the same weight clips, bit
+        mappings and thresholds, each point's range taken from the point of this plan on the same tensor."""
+        if engine == self.engine:
+            return self
+        other = QuantGraph(self.graph, self.w_bits, self.a_bits, self.full_quant, self.per_channel, engine)
+        other.adaptive_bits = self.adaptive_bits
+        with torch.no_grad():
+            for name, q in other.quantizer.items():
+                q.set_bounds(*self.quantizer[counterpart(self.plan, other.plan.points[name]).name]
+                             .bound_values())
+            for conv in other.qconvs():
+                conv.wq.clip.copy_(self.conv[conv.name].wq.clip)
+            other.layer2bit.load_state_dict(self.layer2bit.state_dict())
+            other.image2bit.load_state_dict(self.image2bit.state_dict())
+        return other
+
     # -- the set of quantization points -------------------------------------------------------------------
     def act_quantizers(self) -> list[ActQuantizer]:
         return list(self.quantizers)
@@ -83,7 +104,7 @@ class QuantGraph(nn.Module):
     def point_bits(self, point: Point, image_factor: int) -> int:
         """The bit-width of a point in the exported variant for image-wise factor -1, 0 or +1."""
         if point.bits == "adaptive":
-            return self.variant_bits(image_factor)[self.layer_of[point.node]]
+            return self.variant_bits(image_factor)[self.layer_of[point.bits_of]]
         return self.a_bits if point.bits == "fixed" else FIXED_8
 
     @contextmanager
@@ -120,7 +141,7 @@ class QuantGraph(nn.Module):
                 q.observe(x, keep_sample=observe.get(q.name, 0))
             return x, None
         if point.bits == "adaptive":
-            return q.quantize(x, bits[:, self.layer_of[point.node]])
+            return q.quantize(x, bits[:, self.layer_of[point.bits_of]])
         return q.quantize(x, float(self.a_bits if point.bits == "fixed" else FIXED_8))
 
     def forward(self, x: torch.Tensor, complexity: torch.Tensor | None = None,

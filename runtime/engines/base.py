@@ -6,6 +6,7 @@ graphs on close. A subclass says only how to compile a file and which file is it
 """
 from __future__ import annotations
 
+import os
 import threading
 from abc import ABC, abstractmethod
 from pathlib import Path
@@ -17,6 +18,13 @@ from ..errors import UserError
 from ..manifest import Manifest
 
 Compiled = Callable[[np.ndarray], np.ndarray]  # N x 3 x h x w float32 RGB 0..255 -> N x 3 x sh x sw float32
+
+
+def cache_folder() -> Path:
+    """Where engines keep what they measured or compiled once per machine: $ADABM_DEPLOY_CACHE, else the XDG
+    cache folder (~/.cache) / adabm-deploy."""
+    root = os.environ.get("ADABM_DEPLOY_CACHE")
+    return Path(root) if root else Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "adabm-deploy"
 
 
 class Engine(ABC):
@@ -31,6 +39,12 @@ class Engine(ABC):
         self._lock = threading.Lock()  # concurrent window calls must not compile a graph twice
         io = model.raw.get("io", {})
         self.input_name, self.output_name = io.get("input", "lr"), io.get("output", "sr")
+
+    def layout(self, cores: int) -> tuple[int, int]:
+        """(calls at once, threads per call) on `cores` cores: one single-threaded call per core, each on its own
+        window (on 96x96 windows that keeps the cores busier than intra-op threads). An engine whose measured
+        best differs says so by overriding this."""
+        return cores, 1
 
     def path(self, factor: int | None) -> Path:
         """This engine's form of the graph: factor -1 / 0 / +1 an INT8 variant, None the FP32 graph."""
