@@ -17,6 +17,7 @@ from runtime.atomic import write_json
 from runtime.errors import UserError
 
 from .models import Network
+from .quant.points import ENGINES
 from .quant.qgraph import QuantGraph
 
 FORMAT = "adabm-deploy/calibration"
@@ -36,6 +37,7 @@ def to_dict(qm: QuantGraph, network: Network, settings: dict[str, Any], report: 
         "layer_factor_params": qm.layer2bit.m.detach().tolist(),
         "layer_factors": qm.layer2bit.factors(),
         "variant_bits": {str(f): qm.variant_bits(f) for f in (-1, 0, 1)},
+        "engines": list(ENGINES),  # whose quantization points these ranges serve (quant/points.py)
         "cheap_rung": cheap_rung,
         "activations": {p.name: dict(zip(("lower", "upper"), qm.quantizer[p.name].bound_values()), bits=p.bits)
                         for p in qm.plan.points.values()},
@@ -76,6 +78,12 @@ def _differences(found, expected) -> str:
     return ", ".join(sorted(set(found) ^ set(expected))[:3])
 
 
+def engines(data: dict[str, Any]) -> list[str]:
+    """The engines whose plans an artifact serves; one written before engine plans serves all (each plan's
+    ranges derive from ONNX Runtime's, which every artifact holds)."""
+    return list(data.get("engines", ENGINES))
+
+
 def load(path: Path, network: Network) -> QuantGraph:
     """Rebuild the calibrated QuantGraph for `network`; refuses an artifact made for another checkpoint."""
     return load_payload(read(path), network, path)
@@ -97,6 +105,8 @@ def load_payload(data: dict[str, Any], network: Network, path) -> QuantGraph:
         qm = QuantGraph(network.graph, int(data["w_bits"]), int(data["a_bits"]), bool(data["full_quant"]),
                         bool(data["per_channel"]))
         qm.adaptive_bits = bool(data["adaptive"])
+        _require(set(engines(data)) <= set(ENGINES) and engines(data), path,
+                 f"engines {data.get('engines')!r}: expected a list from {', '.join(ENGINES)}")
         acts = data["activations"]
         _require(set(acts) == set(qm.quantizer), path,
                  f"quantization points do not match the network: {_differences(acts, qm.quantizer)}")

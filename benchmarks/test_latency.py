@@ -282,6 +282,21 @@ def test_window_size(macs, benchmark, engine_name, side, quick):
            quick=quick, input_name=f"window {side}x{side}", accuracy=None)
 
 
+@pytest.mark.parametrize("layout", ["calls", "threads"])
+@pytest.mark.parametrize("engine_name", ENGINES)
+def test_engine_layout(macs, benchmark, frame, engine_name, layout, quick):
+    """Calls at once against threads per call, per engine, on all cores: the routed frame with one
+    single-threaded call per core, or one call at a time on every core. Each engine's layout() is the winner."""
+    cores = os.cpu_count() or 1
+    calls, threads = (cores, 1) if layout == "calls" else (1, cores)
+    up = Upscaler(open_engine(engine_name, MODEL, threads), MODEL.patch_size, DEFAULT_OVERLAP, workers=calls)
+    rgb = frame.astype(np.float32)
+    record(benchmark, lambda: up.upscale_rgb(rgb, np.uint8), threads=cores, pixels=rgb.shape[0] * rgb.shape[1],
+           row=f"AdaBM runtime.upscale, routed, {calls} calls x {threads} threads{engine_row(engine_name)}",
+           macs_per_pixel=macs[engine_name == "onnxruntime"], quick=quick, input_name="frame (layout)",
+           accuracy=None)
+
+
 def cli_upscaler(threads: int, cheap: bool = True) -> Upscaler:
     """The upscaler as runtime.upscale builds it on ONNX Runtime: single-threaded sessions, `threads` calls at
     once."""

@@ -14,6 +14,7 @@ from typing import Any
 
 import onnx
 
+from adabm_deploy import artifact
 from adabm_deploy.models.checkpoint import sha256_file
 from adabm_deploy.quant.qgraph import QuantGraph
 from runtime import manifest
@@ -82,11 +83,12 @@ def _save(model: onnx.ModelProto, path: Path) -> dict[str, str]:
 
 def _fill(staging: Path, qm: QuantGraph, artifact_data: dict[str, Any], opset: int) -> None:
     (staging / ARTIFACT_FILE).write_text(json.dumps(artifact_data, indent=1) + "\n")
-    plans = {engine: qm.for_engine(engine) for engine in FORMS}  # each engine's points, one calibration's ranges
+    # each engine's points, one calibration's ranges: the forms of the engines the artifact serves
+    plans = {engine: qm.for_engine(engine) for engine in FORMS if engine in artifact.engines(artifact_data)}
     variants = []
     for factor in manifest.FACTORS:
         graphs = {engine: _save(build_model(plans[engine], factor, opset), staging / variant_file(factor, engine))
-                  for engine in FORMS}
+                  for engine in plans}
         bits = qm.variant_bits(factor)
         variants.append({"factor": factor, "graphs": graphs, "layer_bits": bits, "fab": sum(bits) / len(bits)})
     payload = {
@@ -97,7 +99,7 @@ def _fill(staging: Path, qm: QuantGraph, artifact_data: dict[str, Any], opset: i
         "cheap_rung": {"kind": artifact_data["cheap_rung"]["kind"],
                        "threshold": artifact_data["cheap_rung"]["threshold"]},
         "fp32": _save(build_model(qm, None, opset), staging / variant_file(None)),
-        "engines": {name: {"form": form} for name, form in FORMS.items()},
+        "engines": {name: {"form": FORMS[name]} for name in plans},
         "variants": variants,
         "checkpoint": artifact_data["checkpoint"],
         "calibration": {"file": ARTIFACT_FILE, "sha256": sha256_file(staging / ARTIFACT_FILE),

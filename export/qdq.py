@@ -12,8 +12,10 @@ QuantizeLinear per conv output. Rules for ORT's CPU kernels, on any graph:
   miss the fast kernel) is rewritten exactly as a 2x2 conv before the shuffle (subpixel_conv_weights);
 - requantizing a dequantized tensor adds a dequantized zero first, so ORT runs it as one uint8 QLinearAdd.
 
-OpenVINO's form (the graph of a QuantGraph with OpenVINO's points) is the plain graph (DepthToSpace shuffles,
-every conv as captured), with b < 8 bits as a float Clip to the b-bit range before QuantizeLinear and nothing
+OpenVINO's form (the graph of a QuantGraph with OpenVINO's points) keeps DepthToSpace shuffles (channels-last
+Transposes are 2-3x slower there) but takes the sub-pixel tail, the 2x2 conv before a DepthToSpace whose phases
+are rotated one position and cropped back (it spares the 64-channel tensor at output resolution and its
+shuffle: 15-19% of the frame's time on an AMX Xeon), with b < 8 bits as a float Clip to the b-bit range before QuantizeLinear and nothing
 between QuantizeLinear and DequantizeLinear: the frontend folds each pair into a 256-level FakeQuantize and the
 CPU plugin folds the Clip into its crop range, so every quantized conv runs u8 x i8 with the requantization
 fused. The same integers as Clip on uint8: both bounds lie on the quantization grid.
@@ -87,6 +89,14 @@ def subpixel_conv_weights(weight: np.ndarray, bias: np.ndarray, r: int) -> tuple
 
 
 
+def rotated_crd_order(channels: int, r: int) -> np.ndarray:
+    """For each output channel of the sub-pixel conv in DepthToSpace (CRD) order, its channel in
+    subpixel_conv_weights' order: position c*r*r + a'*r + b' holds phase ((a' - 1) mod r, (b' - 1) mod r) of
+    output c, the phases rotated one shuffle position as GraphWriter.conv explains."""
+    phase = (np.arange(r) - 1) % r
+    return (np.arange(channels)[:, None, None] * r * r + phase[None, :, None] * r + phase[None, None, :]).reshape(-1)
+
+
 def subpixel_convs(graph: Graph) -> dict[str, Node]:
     """conv -> the pixel shuffle it reads, for 3x3 convs of few outputs whose shuffle feeds only them (the
     sub-pixel rewrite's condition)."""
@@ -101,14 +111,15 @@ def subpixel_convs(graph: Graph) -> dict[str, Node]:
 
 
 class GraphWriter:
-    def __init__(self, qm: QuantGraph, image_factor: int | None, rewrite: bool | None = None):
+    def __init__(self, qm: QuantGraph, image_factor: int | None, rewrite: bool = True):
         """image_factor None: the FP32 graph; -1 / 0 / +1: the INT8 variant for that image-wise bit factor.
-        rewrite False keeps every pixel shuffle a DepthToSpace (on uint8 between Q and DQ where quantized) and
-        every conv as captured: the graph a user's own export has (None: the engine's form; ONNX Runtime's is
-        rewritten, OpenVINO's is not: its DepthToSpace and 3x3 tail measured faster there)."""
-        rewrite = qm.engine == "onnxruntime" if rewrite is None else rewrite
+        rewrite takes the sub-pixel tail and, in ONNX Runtime's form, channels-last shuffles on uint8
+        (OpenVINO's keeps DepthToSpace: channels-last Transposes are 2-3x slower there); False keeps every pixel
+        shuffle a DepthToSpace (on uint8 between Q and DQ where quantized) and every conv as captured: the graph
+        a user's own export has."""
         self.qm, self.graph, self.plan = qm, qm.graph, qm.plan
         self.clip_before_q = qm.engine == "openvino"
+        self.nhwc = rewrite and qm.engine == "onnxruntime"  # shuffles as channels-last Reshape / Transpose
         self.factor = image_factor
         self.quantized = image_factor is not None
         self.nodes: list[onnx.NodeProto] = []
@@ -118,7 +129,6 @@ class GraphWriter:
         self._n = 0
         self.placed: set[str] = set()  # nodes whose output point a rule already wrote
         self.subpixel = subpixel_convs(self.graph) if rewrite else {}
-        self.rewrite = rewrite
         self.moves = self._moves()
 
     # -- which rules apply where ----------------------------------------------------------------------------
@@ -138,7 +148,7 @@ class GraphWriter:
                     (conv is not source and self.graph.sole_consumer(conv.name) is not source):
                 continue
             quantized = self.quantized and source.name in self.plan.outputs and conv.name in self.plan.quantized
-            if quantized or (self.rewrite and not self.has_point(source.name)):
+            if quantized or (self.nhwc and not self.has_point(source.name)):
                 found[node.name] = (source, conv)
         return found
 
@@ -219,6 +229,14 @@ class GraphWriter:
                                   self.const("slice.axes123", np.array([1, 2, 3], np.int64))], f"{base}.real")
         return y
 
+    def depth_to_space_cropped(self, t: str, r: int, base: str) -> str:
+        """DepthToSpace (CRD) of a sub-pixel conv laid out by rotated_crd_order, without its first row and column
+        and its last r - 1: the image, back in place."""
+        y = self.op("DepthToSpace", [t], f"{base}.d2s", blocksize=r, mode="CRD")
+        return self.op("Slice", [y, self.const("slice.start11", np.array([1, 1], np.int64)),
+                                 self.const(f"slice.end{r}", np.array([-(r - 1), -(r - 1)], np.int64)),
+                                 self.const("slice.axes23", np.array([2, 3], np.int64))], f"{base}.real")
+
     def conv(self, x: str, node: Node, x_scale: float | None, subpixel: int = 0, shuffle: int = 0) -> str:
         """subpixel r: the exact 2x2 rewrite above; shuffle r: output channels laid out for pixel_shuffle_nhwc.
 
@@ -237,7 +255,10 @@ class GraphWriter:
         if subpixel:
             weight, bias = subpixel_conv_weights(weight, bias, subpixel)
             w_scale = np.repeat(w_scale, subpixel * subpixel)
-        if shuffle:
+        if shuffle and not self.nhwc:  # a DepthToSpace follows: only the phases rotate
+            order = rotated_crd_order(weight.shape[0] // (shuffle * shuffle), shuffle)
+            weight, bias, w_scale = weight[order], bias[order], w_scale[order]
+        elif shuffle:
             order = shuffle_layout(weight.shape[0] // (shuffle * shuffle), shuffle, rotate=int(bool(subpixel)))
             # index -1 picks the appended zero filter (scale 1, bias 0)
             weight = np.concatenate([weight, np.zeros((1, *weight.shape[1:]), weight.dtype)])[order]
@@ -275,13 +296,14 @@ class GraphWriter:
             if self.quantized and node.name in plan.inputs:
                 x = self.quant(x, plan.inputs[node.name])
             moved_by = next((p for p, (_, conv) in self.moves.items() if conv is node), None)
-            lay_out = graph.nodes[moved_by].factor if moved_by and self.rewrite else r
+            lay_out = graph.nodes[moved_by].factor if moved_by and self.nhwc else r
             y = self.conv(x, node, self.scale_of.get(x), subpixel=r, shuffle=lay_out)
             if not shuffle_node:
                 return y
             point = plan.outputs.get(node.name) if self.quantized else None
             self.placed.add(node.name)  # its output point goes around the final shuffle, here
-            assemble = lambda t: self.pixel_shuffle_nhwc(t, r, node.weight.shape[0], node.name, crop=True)  # noqa
+            assemble = (lambda t: self.pixel_shuffle_nhwc(t, r, node.weight.shape[0], node.name, crop=True)) \
+                if self.nhwc else (lambda t: self.depth_to_space_cropped(t, r, node.name))
             return self.quant(y, point, move=assemble) if point else assemble(y)
         if node.op == "pixel_shuffle":
             if any(s is node for s in self.subpixel.values()):
@@ -328,7 +350,7 @@ class GraphWriter:
                 if moves:  # the shuffle, its only consumer, runs between Q and DQ
                     shuffle, conv = self.graph.nodes[moves[0]], self.moves[moves[0]][1]
                     env[shuffle.name] = self.quant(y, point, move=lambda t: self.pixel_shuffle_nhwc(
-                        t, shuffle.factor, conv.weight.shape[0] // shuffle.factor ** 2, point.name) if self.rewrite
+                        t, shuffle.factor, conv.weight.shape[0] // shuffle.factor ** 2, point.name) if self.nhwc
                         else self.op("DepthToSpace", [t], shuffle.name, blocksize=shuffle.factor, mode="CRD"))
                     y = None
                 else:
@@ -350,7 +372,6 @@ class GraphWriter:
         return model
 
 
-def build_model(qm: QuantGraph, image_factor: int | None, opset: int = 19, rewrite: bool | None = None
-                ) -> onnx.ModelProto:
+def build_model(qm: QuantGraph, image_factor: int | None, opset: int = 19, rewrite: bool = True) -> onnx.ModelProto:
     label = "fp32" if image_factor is None else f"int8_factor{image_factor:+d}"
     return GraphWriter(qm, image_factor, rewrite).build(opset, f"x{qm.scale}_{label}")

@@ -437,3 +437,21 @@ def test_a_network_the_tool_cannot_quantize_stops_the_export_with_one_line(tmp_p
     err = capsys.readouterr().err.strip().splitlines()
     assert rc == 2 and len(err) == 1 and "cannot quantize module attn: op chunk" in err[0], err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["net.pt"]
+
+
+def test_the_artifact_says_which_engine_forms_the_model_directory_gets(tiny_artifact, tmp_path):
+    """A calibration serves every engine's plan (engines in the artifact); an artifact restricted to ONNX Runtime
+    exports its form alone, and the manifest says so; an unknown engine is refused before anything is written."""
+    data = json.loads(tiny_artifact.read_text())
+    assert data["engines"] == ["onnxruntime", "openvino"]
+    only = tmp_path / "ort_only.json"
+    only.write_text(json.dumps({**data, "engines": ["onnxruntime"]}))
+    out = tmp_path / "ort_model"
+    proc = run_export(shared_path("weights", "edsr8_x2.pt"), "--qconfig", only, "-o", out)
+    assert proc.returncode == 0, proc.stderr
+    assert manifest.load(out).engines == ("onnxruntime",) and not list(out.glob("*.openvino.onnx"))
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**data, "engines": ["tensorrt"]}))
+    proc = run_export(shared_path("weights", "edsr8_x2.pt"), "--qconfig", bad, "-o", tmp_path / "none")
+    assert proc.returncode == 2 and "engines ['tensorrt']: expected a list from onnxruntime, openvino" in proc.stderr
+    assert not (tmp_path / "none").exists()

@@ -1,5 +1,7 @@
 """The runtime as a library (runtime.api), videos (runtime.video) and the distributed batch job (runtime.batch)."""
 import json
+import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -216,3 +218,17 @@ def test_batch_tasks_travel_by_name_so_each_worker_keeps_one_model():
     for task in (batch.run_one, batch.warm):
         payload = cloudpickle.dumps(task)
         assert b"runtime.batch" in payload and len(payload) < 200
+
+
+def test_the_readmes_library_example_runs_as_written(tmp_path):
+    """Every ```python block of the README, run in a fresh interpreter from a folder that holds only what a fresh
+    clone has beside it (the examples folder)."""
+    import re
+    blocks = re.findall(r"```python\n(.*?)```", (REPO / "README.md").read_text(), re.S)
+    assert blocks
+    shutil.copytree(REPO / "examples", tmp_path / "examples")
+    for code in blocks:
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=tmp_path,
+                              env={**os.environ, "PYTHONPATH": str(REPO)})
+        assert proc.returncode == 0, proc.stderr
+    assert (tmp_path / "demo_api_x4.png").is_file() and (tmp_path / "lib_stats.json").is_file()

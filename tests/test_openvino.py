@@ -171,3 +171,22 @@ def test_the_bundled_model_on_openvino_matches_the_simulation_of_its_plan(x4_che
             hr_sim.append(psnr(sim, hr, crop=m.scale))
         assert min(mutual) >= 45.0, (factor, mutual)
         assert abs(np.mean(hr_ov) - np.mean(hr_sim)) <= 0.05, (factor, np.mean(hr_ov), np.mean(hr_sim))
+
+
+@pytest.mark.parametrize("scale", [2, 3, 4])
+def test_the_sub_pixel_tail_with_depth_to_space_computes_what_the_plain_graph_does(scale, tmp_path):
+    """OpenVINO's form runs the last conv as the 2x2 sub-pixel conv before a DepthToSpace whose phases are rotated
+    and cropped back: x2, x3 and the two-stage x4 against the plain graph (the 3x3 conv after the shuffle) on
+    OpenVINO. The rewrite is exact, so the two agree but for a rare rounding flip; a wrong phase order or crop
+    scrambles pixels and misses by far more than 1 LSB."""
+    from adabm_deploy.models import load_network
+    network = load_network(zoo.save("edsr", tmp_path, scale))
+    qm = zoo.observed(QuantGraph(network.graph, 8, 8, full_quant=True)).for_engine("openvino")
+    x = np.random.default_rng(scale).uniform(0, 255, (1, 3, 11, 13)).astype(np.float32)
+    model = build_model(qm, 0)
+    ops = {n.name.rsplit("_", 1)[0]: n.op_type for n in model.graph.node}
+    assert ops.get("tail.1.d2s") == "DepthToSpace" and ops.get("tail.1.real") == "Slice"
+    y, plain = (compile_model(m)(x)[0] for m in (model, build_model(qm, 0, rewrite=False)))
+    lsb = qm.quantizer["tail.1.out"].qparams(8)[0]
+    assert y.shape == plain.shape == (1, 3, 11 * scale, 13 * scale)
+    assert np.abs(y - plain).max() <= 1.01 * lsb and np.mean(np.abs(y - plain) > 1e-3) < 0.01
