@@ -128,17 +128,19 @@ def scale_table(benchmarks: list[dict], median) -> list[str]:
     batch = sorted((b for b in benchmarks if "batch" in b["extra_info"]), key=lambda b: b["extra_info"]["threads"])
     if batch:
         copies = batch[0]["extra_info"]["batch"].get("images", 8)
-        lines += ["", "Batch job (`python -m runtime.batch`, a local Dask cluster of single-threaded workers) against "
-                  "the single process of `python -m runtime.upscale --threads N` (its code, `runtime.load(threads=N)"
+        lines += ["", "Batch job (`python -m runtime.batch`, a local Dask cluster of W workers of C cores each) "
+                  "against the single process of `python -m runtime.upscale --threads W*C` (its code, `runtime.load(threads=N)"
                   f".upscale_files`, in the benchmark's process), the same {copies} copies of the frame, PNG in and "
-                  "out; both measured with their models loaded and warmed on one window (the cluster's start and the "
-                  "models' load reported apart):", "",
-                  "| workers / CLI threads | CLI images/s | batch images/s | per worker | batch / CLI | start-up (s) |",
-                  "| --- | --- | --- | --- | --- | --- |"]
+                  "out, each on the engine auto picks; both measured with their models loaded and warmed on one window "
+                  "(the cluster's start and the models' load reported apart):", "",
+                  "| workers x cores | engine | CLI images/s | batch images/s | per worker | batch / CLI | "
+                  "start-up (s) |", "| --- | --- | --- | --- | --- | --- | --- |"]
         for b in batch:
             r = b["extra_info"]["batch"]
-            lines.append(f"| {r['workers']} | {r['cli_images_per_s']:.3f} | {r['job_images_per_s']:.3f} | "
-                         f"{r['per_worker_images_per_s']:.3f} | {b['extra_info']['ratio']:.2f} | {r['startup_s']:.1f} |")
+            lines.append(f"| {r['workers']} x {r.get('threads', 1)} | {', '.join(r.get('engines', [])) or '-'} | "
+                         f"{r['cli_images_per_s']:.3f} | {r['job_images_per_s']:.3f} | "
+                         f"{r['per_worker_images_per_s']:.3f} | {b['extra_info']['ratio']:.2f} | "
+                         f"{r['startup_s']:.1f} |")
     return lines
 
 

@@ -484,13 +484,13 @@ def clip_size(path: Path) -> int:
         return ctx.width * ctx.height
 
 
-@pytest.mark.parametrize("workers", [1, 2])
-def test_batch_throughput_per_worker(benchmark, frame, workers, quick):
-    """The distributed batch job on a local cluster of `workers` single-threaded workers against the CLI's single
-    process at `workers` threads, on the same images (16 copies of the frame; 2 in quick mode), from running
-    workers with their models loaded and warmed (the cluster's start-up is reported apart), the CLI's model
-    warmed the same way. One worker against the CLI at one thread is the job's own overhead per worker; two
-    against two threads, the machine's throughput."""
+@pytest.mark.parametrize("workers,threads", [(1, 0), (1, 1), (2, 1)])
+def test_batch_throughput_per_worker(benchmark, frame, workers, threads, quick):
+    """The distributed batch job on a local cluster of `workers` workers of `threads` cores each (0: all) against
+    the CLI's single process on as many cores, on the same images (16 copies of the frame; 2 in quick mode), from
+    running workers with their models loaded and warmed (the cluster's start-up is reported apart), the CLI's
+    model warmed the same way. One worker on all cores is the default; one worker against the CLI at one thread
+    is the job's own overhead per worker; two single-core workers, the layout of one process per core."""
     pytest.importorskip("dask.distributed", reason="the batch row needs the batch extra")
     from runtime import images
     from runtime.api import SuperResolver
@@ -502,18 +502,20 @@ def test_batch_throughput_per_worker(benchmark, frame, workers, quick):
     runs = {}
 
     def run():
-        with SuperResolver(threads=workers) as sr:
+        with SuperResolver(threads=workers * threads) as sr:
             sr.warm_up()
             start = time.perf_counter()
             sr.upscale_files([folder], WORK / "batch_cli", overwrite=True)
             cli = time.perf_counter() - start
         report = WORK / "batch.json"
         subprocess.run([sys.executable, "-m", "runtime.batch", str(folder), "-o", str(WORK / "batch_out"),
-                        "--overwrite", "--workers", str(workers), "--report", str(report)], check=True,
+                        "--overwrite", "--workers", str(workers), "--threads", str(threads), "--report", str(report)],
+                       check=True,
                        capture_output=True, cwd=REPO)
         data = __import__("json").loads(report.read_text())
         runs.update(images=n, cli_images_per_s=n / cli, per_worker_images_per_s=n / data["seconds"] / data["workers"],
-                    job_images_per_s=n / data["seconds"], workers=data["workers"], startup_s=data["startup_seconds"])
+                    job_images_per_s=n / data["seconds"], workers=data["workers"], startup_s=data["startup_seconds"],
+                    threads=threads or os.cpu_count(), engines=sorted({r["engine"] for r in data["images"]}))
     benchmark.pedantic(run, rounds=1, warmup_rounds=0)
-    benchmark.extra_info.update(row="batch job throughput", threads=workers, batch=runs,
+    benchmark.extra_info.update(row="batch job throughput", threads=workers * (threads or os.cpu_count()), batch=runs,
                                 ratio=runs["job_images_per_s"] / runs["cli_images_per_s"])

@@ -15,10 +15,10 @@ QuantizeLinear per conv output. Rules for ORT's CPU kernels, on any graph:
 OpenVINO's form (the graph of a QuantGraph with OpenVINO's points) keeps DepthToSpace shuffles (channels-last
 Transposes are 2-3x slower there) but takes the sub-pixel tail, the 2x2 conv before a DepthToSpace whose phases
 are rotated one position and cropped back (it spares the 64-channel tensor at output resolution and its
-shuffle: 15-19% of the frame's time on an AMX Xeon), with b < 8 bits as a float Clip to the b-bit range before QuantizeLinear and nothing
-between QuantizeLinear and DequantizeLinear: the frontend folds each pair into a 256-level FakeQuantize and the
-CPU plugin folds the Clip into its crop range, so every quantized conv runs u8 x i8 with the requantization
-fused. The same integers as Clip on uint8: both bounds lie on the quantization grid.
+shuffle: 15-19% of the frame's time on an AMX Xeon), with b < 8 bits as a float Clip to the b-bit range before
+QuantizeLinear and nothing between QuantizeLinear and DequantizeLinear: the frontend folds each pair into a
+256-level FakeQuantize and the CPU plugin folds the Clip into its crop range, so every quantized conv runs u8 x
+i8 with the requantization fused. The same integers as Clip on uint8: both bounds lie on the quantization grid.
 """
 from __future__ import annotations
 

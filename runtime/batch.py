@@ -101,8 +101,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("-o", "--output", type=Path, required=True, help="output folder (seen by every worker)")
     p.add_argument("--model", type=Path, default=DEFAULT_MODEL, help="model directory (seen by every worker)")
     p.add_argument("--scheduler", help="address of a running Dask scheduler (default: a local cluster)")
-    p.add_argument("--workers", type=int, default=0, help="local cluster: worker processes (0: one per core)")
-    p.add_argument("--threads", type=int, default=1, help="cores per worker")
+    p.add_argument("--workers", type=int, default=1,
+                   help="local cluster: worker processes (default one, on all cores: its engine lays them out)")
+    p.add_argument("--threads", type=int, default=0, help="cores per worker (0: all of its machine's)")
     p.add_argument("--engine", choices=CHOICES,
                    help="inference engine; auto: each worker runs the fastest on its own machine (timed once, "
                         f"cached); default: ${DEFAULT_VARIABLE} here, else auto")
@@ -146,7 +147,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         import dask
         # no dashboard, so no use for the workers' statistical profiler (it samples their stacks every 10 ms)
         with dask.config.set({"distributed.worker.profile.enabled": False}):
-            cluster = LocalCluster(n_workers=args.workers or os.cpu_count() or 1, threads_per_worker=1,
+            cluster = LocalCluster(n_workers=max(args.workers, 1), threads_per_worker=1,
                                    processes=True, host="127.0.0.1", dashboard_address=None)
     records = []
     try:

@@ -30,6 +30,7 @@ def cache_folder() -> Path:
 class Engine(ABC):
     name: str  # as the manifest, --engine and --stats spell it
     label: str  # as a user reads it in an error message
+    reason_line = 0  # the line of the library's exception messages that says what went wrong
 
     def __init__(self, model: Manifest, threads: int = 0):
         """threads: intra-op threads of a compiled graph unless a call asks for another count (0: one per core)."""
@@ -49,6 +50,11 @@ class Engine(ABC):
     def path(self, factor: int | None) -> Path:
         """This engine's form of the graph: factor -1 / 0 / +1 an INT8 variant, None the FP32 graph."""
         return self.model.graph(self.name, factor)
+
+    def reason(self, exc: Exception) -> str:
+        """What went wrong, in one line of the engine library's exception."""
+        lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
+        return lines[self.reason_line] if lines else type(exc).__name__
 
     @abstractmethod
     def compile(self, path: Path, threads: int) -> Compiled:
@@ -78,8 +84,7 @@ class Engine(ABC):
             except UserError:
                 raise
             except Exception as exc:  # each engine library raises its own exception types
-                raise UserError(f"{self.path(factor)}: {self.label} cannot run it ({str(exc).splitlines()[0]})"
-                                ) from None
+                raise UserError(f"{self.path(factor)}: {self.label} cannot run it ({self.reason(exc)})") from None
             want = (1, 3, side * self.model.scale, side * self.model.scale)
             if out.shape != want:
                 raise UserError(f"{self.model.root}: damaged model directory ({self.path(factor).name} maps "

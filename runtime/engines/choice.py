@@ -104,6 +104,13 @@ def default() -> str:
     return os.environ.get(DEFAULT_VARIABLE) or AUTO
 
 
+def laid_out(name: str, model: Manifest, cores: int) -> Engine:
+    """The engine of that name, its compiled graphs set to the threads per call its layout gives `cores`."""
+    engine = open_engine(name, model)
+    engine.threads = engine.layout(cores)[1]
+    return engine
+
+
 def choose(name: str | None, model: Manifest, factor: int | None, side: int, cores: int) -> Choice:
     """The engine for `model` on this machine: `name` (None: $ADABM_DEPLOY_ENGINE, else auto), or with auto the
     fastest installed engine whose form the directory holds (probed once, then cached). The engine comes back
@@ -112,9 +119,7 @@ def choose(name: str | None, model: Manifest, factor: int | None, side: int, cor
     if name not in CHOICES:
         raise UserError(f"engine {name!r}: choose from {', '.join(CHOICES)}")
     if name != AUTO:
-        engine = open_engine(name, model)
-        engine.threads = engine.layout(cores)[1]
-        return Choice(engine, "named", {})
+        return Choice(laid_out(name, model, cores), "named", {})
     candidates = [e for e in installed() if e in model.engines]
     if not candidates:
         raise UserError(f"{model.root}: no installed engine runs it (it holds {', '.join(model.engines)}; "
@@ -126,9 +131,8 @@ def choose(name: str | None, model: Manifest, factor: int | None, side: int, cor
     path, key = cache_path(), cache_key(model, factor, cores, candidates)
     entry = _read_cache(path).get(key)
     if isinstance(entry, dict) and entry.get("engine") in candidates:
-        engine = open_engine(entry["engine"], model)
-        engine.threads = engine.layout(cores)[1]
-        return Choice(engine, "cached", {k: float(v) for k, v in entry.get("windows_per_second", {}).items()})
+        return Choice(laid_out(entry["engine"], model, cores), "cached",
+                      {k: float(v) for k, v in entry.get("windows_per_second", {}).items()})
     engines = {e: open_engine(e, model) for e in candidates}
     rates = {e: windows_per_second(engine, factor, side, cores) for e, engine in engines.items()}
     best = fastest(rates)

@@ -42,7 +42,7 @@ class OnnxRuntimeEngine(Engine):
         try:
             sess = ort.InferenceSession(str(path), session_options(threads), providers=["CPUExecutionProvider"])
         except Exception as exc:  # ORT raises its own exception types for unloadable graphs
-            raise UserError(f"{path}: ONNX Runtime cannot load it ({str(exc).splitlines()[0]})") from None
+            raise UserError(f"{path}: ONNX Runtime cannot load it ({self.reason(exc)})") from None
         if [i.name for i in sess.get_inputs()] != [self.input_name]:
             raise UserError(f"{path}: graph input is not {self.input_name!r} as the manifest says")
         outputs, name = [self.output_name], self.input_name

@@ -43,12 +43,6 @@ def read_onnx(path: Path) -> ov.Model:
     return frontend.convert(frontend.load(str(path)))
 
 
-def reason(exc: Exception) -> str:
-    """OpenVINO's last line says what went wrong; the ones before say where in its sources."""
-    lines = [line.strip() for line in str(exc).splitlines() if line.strip()]
-    return lines[-1] if lines else type(exc).__name__
-
-
 def config(threads: int) -> dict[str, object]:
     """One stream of `threads` threads (0: the plugin's default, one per core), f32 float parts."""
     cfg: dict[str, object] = {"PERFORMANCE_HINT": "LATENCY", "NUM_STREAMS": 1, "INFERENCE_PRECISION_HINT": "f32"}
@@ -60,6 +54,7 @@ def config(threads: int) -> dict[str, object]:
 class OpenVinoEngine(Engine):
     name = "openvino"
     label = "OpenVINO"
+    reason_line = -1  # OpenVINO's last line says what went wrong, the ones before where in its sources
 
     def layout(self, cores: int) -> tuple[int, int]:
         """One call at a time on every core: oneDNN splits a 100x100 window well, and concurrent calls into one
@@ -76,7 +71,7 @@ class OpenVinoEngine(Engine):
         except UserError:
             raise
         except Exception as exc:  # OpenVINO raises RuntimeError subclasses of its own
-            raise UserError(f"{path}: OpenVINO cannot compile it ({reason(exc)})") from None
+            raise UserError(f"{path}: OpenVINO cannot compile it ({self.reason(exc)})") from None
         local = threading.local()  # an infer request is not thread-safe: one per calling thread
 
         def run(batch: np.ndarray) -> np.ndarray:
