@@ -100,10 +100,10 @@ def render(data: dict) -> str:
         sizes = b["extra_info"]["memory"]
         base, windows = sizes[0], sizes[1]
         lines += ["", f"Memory: Linux VmHWM of `python -m runtime.upscale INPUT.png -o OUT.png` at default settings "
-                  "(windows stream one per ONNX Runtime call, one call per core at a time; PNG output streams to "
+                  "(engine auto; windows stream one per engine call, laid out as the engine runs fastest; PNG output streams to "
                   f"disk band by band). The {base['input']} run is the start-up cost (interpreter, libraries, "
                   f"one session): {base['peak_rss_mib']:.0f} MiB. The {windows['input']} run is one row of "
-                  "windows, one per core: ONNX Runtime's working set at full concurrency, "
+                  "windows: the engine's working set at full concurrency, "
                   f"{windows['peak_rss_mib'] - base['peak_rss_mib']:.0f} MiB above start-up, whatever the image "
                   "size. 'Image part' is what a larger image adds beyond that row.", "",
                   "| LR input | output | peak RSS (MiB) | above start-up | image part | uint8 output | "

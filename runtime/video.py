@@ -5,6 +5,10 @@ length), with PyAV (FFmpeg's libraries, the `video` extra). The video stream is 
 frame rate and time base, with its colour primaries, transfer, matrix and range kept; audio, subtitle and data
 streams are copied packet for packet. The output is written to a hidden temporary file and renamed when
 complete, like every other output.
+
+A phone's portrait clip is stored sideways with a display rotation (a 90-degree display matrix): its frames are
+upscaled as stored and the output carries the same rotation, so players and phones show it upright exactly as
+they show the input (rather than turning the pixels: the stored frames stay as the camera wrote them).
 """
 from __future__ import annotations
 
@@ -47,21 +51,36 @@ def upscale_video(job: Job, upscaler: Upscaler, show: bool = False) -> dict:
             raise UserError(f"{job.source}: no video stream")
         codec, options = ENCODERS.get(job.target.suffix.lower(), ENCODERS["*"])
         s = upscaler.scale
+        rotation = _display_rotation(av, job.source, video.index)
         job.target.parent.mkdir(parents=True, exist_ok=True)
         with staged(job.target) as tmp:
-            frames = _transcode(av, source, video, tmp, codec, options, s, upscaler, show, job)
+            frames = _transcode(av, source, video, tmp, codec, options, s, upscaler, show, job, rotation)
     seconds = time.perf_counter() - start
     return {"input": str(job.source), "output": str(job.target), "engine": upscaler.engine.name, "frames": frames,
+            "rotation": rotation,
             "lr_size": [video.codec_context.width, video.codec_context.height], "seconds": round(seconds, 3),
             "fps": round(frames / seconds, 3) if seconds else None, "codec": codec}
 
 
+def _display_rotation(av, path: Path, index: int) -> int:
+    """The display rotation of the stream's first frame in degrees (0 without a display matrix); read apart, as
+    the output's header, written before the first frame is decoded, must carry it."""
+    try:
+        with av.open(str(path)) as probe:
+            frame = next(probe.decode(probe.streams[index]), None)
+    except av.error.FFmpegError as exc:
+        raise UserError(f"{path}: damaged video data at frame 0 ({exc})") from None
+    return int(round(frame.rotation)) if frame is not None and frame.rotation else 0
+
+
 def _transcode(av, source, video, tmp: Path, codec: str, options: dict, s: int, upscaler: Upscaler, show: bool,
-               job: Job) -> int:
+               job: Job, rotation: int) -> int:
     ctx = video.codec_context
     with av.open(str(tmp), "w") as out:
         encoded = out.add_stream(codec, rate=video.average_rate or video.guessed_rate, options=options)
         encoded.width, encoded.height = ctx.width * s, ctx.height * s
+        if rotation:
+            encoded.set_display_rotation(rotation)
         encoded.pix_fmt = "yuv420p"
         encoded.time_base = video.time_base
         for key in ("color_primaries", "color_trc", "colorspace", "color_range"):
