@@ -131,7 +131,7 @@ class SuperResolver:
         say = say or (lambda line: None)
         found, own_outputs, errors = collect(paths, self.suffix, say, folders)
         stats = Path(stats) if stats is not None else None
-        planned = plan(found, own_outputs, output, self.suffix, bitmap, stats, overwrite)
+        planned = plan(found, own_outputs, output, self.suffix, bitmap, stats, overwrite, self.manifest.root)
         if stats is not None:
             check_json_target(stats)  # before any image runs, not after the last
         run = Run(skipped=planned.skipped, notes=([self.manifest.notice] if self.manifest.notice else [])

@@ -130,9 +130,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     with SuperResolver(args.model, threads=1, suffix=args.suffix,
                        engine="onnxruntime" if engine == AUTO else engine) as probe:
         suffix, model = probe.suffix, str(probe.manifest.root.resolve())
+    if Path(model) in (args.output.resolve(), *args.output.resolve().parents):
+        raise UserError(f"{args.output}: is in the model directory in use ({model}); the outputs must go elsewhere")
     args.output.mkdir(parents=True, exist_ok=True)
     found, own, errors = collect(local, suffix, lambda m: print(m, file=sys.stderr), [args.output])
-    planned = plan(found, own, args.output, suffix, overwrite=args.overwrite)
+    planned = plan(found, own, args.output, suffix, overwrite=args.overwrite, model=Path(model))
     remote_jobs, remote_skipped = plan_uris(uris, args.output, suffix, args.overwrite)
     skipped = planned.skipped + remote_skipped
     for line in planned.notes + skipped:

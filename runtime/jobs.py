@@ -125,10 +125,12 @@ def _bitmaps(found: list[tuple[Path, Path | None]], folder: Path) -> list[Path]:
 
 
 def plan(found: list[tuple[Path, Path | None]], own_outputs: dict[Path, Path], output: Path | None, suffix: str,
-         bitmap: Path | None = None, stats: Path | None = None, overwrite: bool = False) -> Plan:
-    """Jobs for `found`. Raises UserError on a conflict: an output that is an input, two outputs on one path,
-    -o / --bitmap naming one file for several inputs."""
+         bitmap: Path | None = None, stats: Path | None = None, overwrite: bool = False,
+         model: Path | None = None) -> Plan:
+    """Jobs for `found`. Raises UserError on a conflict: an output that is an input or inside the model directory
+    in use (`model`), two outputs on one path, -o / --bitmap naming one file for several inputs."""
     result = Plan()
+    model_root = Path(model).resolve() if model is not None else None
     single = output is not None and names_a_file(output, "-o")
     if single and len(found) > 1:
         raise UserError(f"-o {output}: names one file, but there are {len(found)} inputs (give a folder)")
@@ -149,6 +151,8 @@ def plan(found: list[tuple[Path, Path | None]], own_outputs: dict[Path, Path], o
 
     def claim(path: Path, what: str) -> None:
         key = identity(path)
+        if model_root is not None and model_root in (Path(path).resolve(), *Path(path).resolve().parents):
+            raise UserError(f"{path}: is in the model directory in use ({model_root}); {what} must go elsewhere")
         if key in inputs:
             raise UserError(f"{inputs[key]}: this input would be overwritten by {what} (choose another -o, "
                             "--suffix, --bitmap or --stats)")

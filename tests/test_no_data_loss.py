@@ -433,3 +433,18 @@ def test_no_pre_existing_file_changes_unless_it_is_a_declared_complete_output(ti
             assert _complete(path), f"{path} was replaced by an incomplete file"
 
     run()
+
+
+def test_the_model_directory_in_use_is_protected_as_inputs_are(capsys, tiny_model_dir, tmp_path):
+    """--stats on the model's calibration artifact or manifest, or outputs into the model directory, are refused
+    before any image is read, and the model is left as it was."""
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    before = snapshot(model)
+    src = tmp_path / "a.png"
+    cv2.imwrite(str(src), photo())
+    for args in (["--stats", model / "calibration.json"], ["--stats", model / "manifest.json", "--overwrite"],
+                 ["-o", model], ["-o", model / "a_x4.png"], ["--bitmap", model / "bits.png"]):
+        rc, err = upscale(capsys, model, src, *args)
+        assert rc == 2 and "is in the model directory in use" in err, (args, err)
+        assert snapshot(model) == before, args
