@@ -54,6 +54,16 @@ def _inside(path: Path, folders: list[Path]) -> bool:
     return any(path.is_relative_to(f) for f in folders)
 
 
+def bitmap_names(image: Path) -> tuple[str, str]:
+    """An image's bitmap: <stem>_bits.png, or <stem>_<ext>_bits.png where two inputs share a stem."""
+    return f"{image.stem}{BITMAP_SUFFIX}.png", f"{image.stem}_{image.suffix.lstrip('.').lower()}{BITMAP_SUFFIX}.png"
+
+
+def written_names(image: Path, suffix: str) -> list[str]:
+    """The file names this tool writes for an image: its output (<stem><suffix>.<ext>) and its bitmap."""
+    return ([output_name(image, suffix)] if suffix else []) + list(bitmap_names(image))
+
+
 def collect(inputs: list[Path], suffix: str, warn: Callable[[str], None], output_folders: list[Path] = ()
             ) -> tuple[list[tuple[Path, Path | None]], dict[Path, Path], list[str]]:
     """(image path, folder it was found in or None) for every input; the files of scanned folders left out as
@@ -68,10 +78,11 @@ def collect(inputs: list[Path], suffix: str, warn: Callable[[str], None], output
             files = sorted(p for p in item.rglob("*") if p.is_file() and not _hidden(p, item)
                            and not _inside(p.absolute(), skip))
             images = [p for p in files if p.suffix.lower() in READ]
-            outputs = {p.with_name(output_name(p, suffix)): p for p in images} if suffix else {}
+            # a file named like what this tool writes for an image of the scan, wherever it is, is an earlier output
+            written = {name: p for p in images for name in written_names(p, suffix)}
             for path in files:
-                if path in outputs:
-                    own_outputs[path] = outputs[path]
+                if path.name in written and written[path.name] != path:
+                    own_outputs[path] = written[path.name]
                 elif path.suffix.lower() in READ:
                     found.append((path, item))
                 else:
@@ -116,12 +127,12 @@ def _place(folder: Path, source: Path, root: Path | None, name: str) -> Path:
 def _bitmaps(found: list[tuple[Path, Path | None]], folder: Path) -> list[Path]:
     """`<stem>_bits.png` per input under `folder`, mirroring the folder structure; inputs that share a stem
     there (img.bmp, img.tiff) get `<stem>_<ext>_bits.png`."""
-    plain = [_place(folder, p, root, f"{p.stem}{BITMAP_SUFFIX}.png") for p, root in found]
+    plain = [_place(folder, p, root, bitmap_names(p)[0]) for p, root in found]
     counts: dict[tuple, int] = {}
     for path in plain:
         counts[identity(path)] = counts.get(identity(path), 0) + 1
-    return [path.with_name(f"{p.stem}_{p.suffix.lstrip('.').lower()}{BITMAP_SUFFIX}.png")
-            if counts[identity(path)] > 1 else path for path, (p, _) in zip(plain, found)]
+    return [path.with_name(bitmap_names(p)[1]) if counts[identity(path)] > 1 else path
+            for path, (p, _) in zip(plain, found)]
 
 
 def plan(found: list[tuple[Path, Path | None]], own_outputs: dict[Path, Path], output: Path | None, suffix: str,

@@ -448,3 +448,18 @@ def test_the_model_directory_in_use_is_protected_as_inputs_are(capsys, tiny_mode
         rc, err = upscale(capsys, model, src, *args)
         assert rc == 2 and "is in the model directory in use" in err, (args, err)
         assert snapshot(model) == before, args
+
+
+def test_earlier_outputs_anywhere_in_a_scanned_folder_are_not_upscaled_again(capsys, tiny_model_dir, tmp_path):
+    """After `runtime.upscale in -o in/out --bitmap in/bits`, a later run over `in` knows in/out/a_x4.png and
+    in/bits/a_bits.png for outputs of this tool (not only an output beside its input) and upscales a.png alone."""
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "a.png"), photo())
+    assert upscale(capsys, tiny_model_dir, src, "-o", src / "out", "--bitmap", src / "bits")[0] == 0
+    assert (src / "out" / "a_x4.png").is_file() and (src / "bits" / "a_bits.png").is_file()
+    rc, err = upscale(capsys, tiny_model_dir, src, "-o", tmp_path / "again")
+    assert rc == 0, err
+    assert sorted(p.relative_to(tmp_path / "again").as_posix() for p in (tmp_path / "again").rglob("*.png")) == \
+        ["a_x4.png"], err
+    assert "not taken as an input" in err
