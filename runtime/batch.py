@@ -76,9 +76,11 @@ def run_one(job: Job, model: str, options: dict) -> tuple[dict | None, str | Non
     return records[0] | {"worker": os.getpid()}, None
 
 
-def plan_uris(uris: list[str], output: Path, suffix: str, overwrite: bool) -> tuple[list[Job], list[str]]:
-    """Jobs for URIs (outputs named after the URI's file name, under `output`), skips for existing outputs."""
-    jobs, skipped, seen = [], [], {}
+def plan_uris(uris: list[str], output: Path, suffix: str, overwrite: bool, claimed: dict[Path, str]
+              ) -> tuple[list[Job], list[str]]:
+    """Jobs for URIs (outputs named after the URI's file name, under `output`), skips for existing outputs.
+    `claimed`: outputs the local inputs already write (-> their source); a URI naming one of them is refused."""
+    jobs, skipped, seen = [], [], dict(claimed)
     for uri in uris:
         name = PurePosixPath(uri.split("://", 1)[1]).name
         if Path(name).suffix.lower() not in INPUT_SUFFIXES:
@@ -135,7 +137,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     args.output.mkdir(parents=True, exist_ok=True)
     found, own, errors = collect(local, suffix, lambda m: print(m, file=sys.stderr), [args.output])
     planned = plan(found, own, args.output, suffix, overwrite=args.overwrite, model=Path(model))
-    remote_jobs, remote_skipped = plan_uris(uris, args.output, suffix, args.overwrite)
+    remote_jobs, remote_skipped = plan_uris(uris, args.output, suffix, args.overwrite,
+                                            {job.target: str(job.source) for job in planned.jobs})
     skipped = planned.skipped + remote_skipped
     for line in planned.notes + skipped:
         print(line, file=sys.stderr)

@@ -252,3 +252,15 @@ def test_a_phones_portrait_video_keeps_its_display_rotation(tmp_path):
         stored = frame.to_ndarray(format="rgb24")
         # the bar drawn at the stored frame's left edge is still there, not turned to the top or bottom
         assert stored[:, :16].mean() > stored[:, -16:].mean() + 40
+
+
+def test_a_batch_whose_list_names_another_file_of_the_same_name_is_refused_before_any_work(tmp_path):
+    """A local b/x.png and a listed URI c/x.png would both write out/x_x4.png: one result would be lost."""
+    pytest.importorskip("dask.distributed", reason="the batch job needs the batch extra")
+    for folder in ("b", "c"):
+        (tmp_path / folder).mkdir()
+        cv2.imwrite(str(tmp_path / folder / "x.png"), np.full((16, 16, 3), 128, np.uint8))
+    (tmp_path / "uris.txt").write_text(f"file://{tmp_path / 'c' / 'x.png'}\n")
+    proc = run_batch(tmp_path / "b" / "x.png", "--list", tmp_path / "uris.txt", "-o", tmp_path / "out")
+    assert proc.returncode == 2 and "named as both the output of" in proc.stderr, proc.stderr
+    assert not list((tmp_path / "out").glob("*.png"))
