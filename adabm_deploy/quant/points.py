@@ -74,7 +74,6 @@ def plan_points(graph: Graph, full_quant: bool, a_bits: int, engine: str = "onnx
         role = nodes[name].role
         return "adaptive" if role == "adaptive" else "fixed" if role == "fixed" and a_bits < 8 else FIXED_8
 
-
     # which tensors hold values a quantized op produced (rule 2's "reads a quantized tensor")
     from_quantized: set[str] = set()
     for n in nodes.values():

@@ -75,7 +75,7 @@ class QuantGraph(nn.Module):
 
     def for_engine(self, engine: str) -> QuantGraph:
         """This calibration simulated with another engine's quantization points: the same weight clips, bit
-        mappings and thresholds, each point's range taken from the point of this plan on the same tensor."""
+        mappings and thresholds, each point's range taken from its counterpart in this plan (quant/points.py)."""
         if engine == self.engine:
             return self
         other = QuantGraph(self.graph, self.w_bits, self.a_bits, self.full_quant, self.per_channel, engine)
