@@ -15,7 +15,7 @@ from . import images
 from .errors import UserError
 from .headers import MAX_PIXELS
 from .jobs import Job
-from .pipeline import Report, Upscaler
+from .pipeline import NonFiniteOutput, Report, Upscaler
 from .routing import overlay
 
 # output rows composed and encoded at a time: keeps the encoder's copies small next to a band of 384 rows
@@ -105,6 +105,9 @@ def upscale_one(job: Job, upscaler: Upscaler, writer: ThreadPoolExecutor, show: 
                   disable=not show) as bar:
             for band in upscaler.bands(picture.rgb, picture.dtype, report, bar):
                 bands.put(band)
+    except NonFiniteOutput as exc:
+        bands.abort()
+        raise UserError(f"{job.uri or job.source}: {exc}") from None
     except BaseException:
         bands.abort()
         raise

@@ -16,6 +16,7 @@ import numpy as np
 
 from . import rung
 from .engines import Engine
+from .errors import UserError
 from .images import as_float, to_dtype
 from .manifest import FACTORS
 from .routing import CHEAP, route
@@ -41,6 +42,11 @@ class Report:
 
 
 VARIANTS = ("auto", "-1", "0", "+1", "fp32")
+
+
+class NonFiniteOutput(UserError):
+    """The network gave NaN or infinity for a window: written out it would be a white or black block, so the
+    picture is refused instead (the caller names the file)."""
 
 
 class Upscaler:
@@ -72,7 +78,11 @@ class Upscaler:
         if factor == CHEAP:
             return np.ascontiguousarray(rung.upscale(window, self.scale).transpose(2, 0, 1))
         x = np.ascontiguousarray(window.transpose(2, 0, 1)[None])
-        return self.engine.run(None if self.fp32 else factor, x, threads)[0]
+        out = self.engine.run(None if self.fp32 else factor, x, threads)[0]
+        if not np.isfinite(out).all():
+            raise NonFiniteOutput(f"the model's output is not finite (NaN or infinity) for the cell at LR "
+                                  f"x {tile.cell[2]}, y {tile.cell[0]}; nothing written")
+        return out
 
     def _scheduled(self, schedule: WindowSchedule, index: int, rgb: np.ndarray, tile: Tile, factor: int
                    ) -> np.ndarray:

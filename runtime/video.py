@@ -21,7 +21,7 @@ from tqdm import tqdm
 from .atomic import staged
 from .errors import UserError
 from .jobs import VIDEO_SUFFIXES, Job
-from .pipeline import Upscaler
+from .pipeline import NonFiniteOutput, Upscaler
 
 __all__ = ["VIDEO_SUFFIXES", "upscale_video"]
 # encoder per container: H.264 near-transparent (CRF 16) where the container takes it, VP9 for WebM
@@ -108,7 +108,11 @@ def _transcode(av, source, video, tmp: Path, codec: str, options: dict, s: int, 
                 except av.error.FFmpegError as exc:
                     raise UserError(f"{job.source}: damaged video data at frame {n} ({exc})") from None
                 for frame in decoded:
-                    out.mux(encoded.encode(_upscaled(av, frame, upscaler, encoded)))
+                    try:
+                        upscaled = _upscaled(av, frame, upscaler, encoded)
+                    except NonFiniteOutput as exc:
+                        raise UserError(f"{job.source}: frame {n}: {exc}") from None
+                    out.mux(encoded.encode(upscaled))
                     n += 1
                     bar.update()
         out.mux(encoded.encode(None))

@@ -397,3 +397,21 @@ def test_last_round_shares_the_cores_only_when_that_finishes_sooner():
     start = time.perf_counter()
     assert schedule.begin(2) == 2  # waited for window 1, then took both cores
     assert time.perf_counter() - start >= 0.1
+
+
+class NonFiniteEngine(ReplicateEngine):
+    """A graph whose output overflows to infinity and NaN, as a damaged or badly exported one can."""
+
+    def run(self, factor, batch, threads=None):
+        out = super().run(factor, batch)
+        out[:, :, :2, :2] = np.nan
+        return out
+
+
+def test_a_non_finite_model_output_is_refused_for_that_image_and_the_batch_goes_on(lr_image, tmp_path):
+    """Before, NaN became a white block in the written image, exit 0."""
+    src = tmp_path / "in.png"
+    shutil.copy(lr_image, src)
+    records, failures = process([Job(src, tmp_path / "out.png")], Upscaler(NonFiniteEngine(), 48, 2, cheap=False))
+    assert not records and len(failures) == 1 and not (tmp_path / "out.png").exists()
+    assert failures[0].startswith(f"{src}: the model's output is not finite"), failures
