@@ -67,6 +67,8 @@ class SuperResolver:
         if variant not in VARIANTS:
             raise UserError(f"variant {variant!r}: choose from {', '.join(VARIANTS)}")
         self.overlap, self.threads, self.variant, self.max_pixels = overlap, threads, variant, max_pixels
+        if suffix is not None and ("/" in suffix or "\\" in suffix or "\0" in suffix or suffix in (".", "..")):
+            raise UserError(f"suffix {suffix!r}: must be part of a file name, without a path separator")
         self.suffix = suffix if suffix is not None else f"_x{self.manifest.scale}"
         cores = threads or os.cpu_count() or 1
         probe_graph = None if variant == "fp32" else 0 if variant == "auto" else int(variant)

@@ -463,3 +463,14 @@ def test_earlier_outputs_anywhere_in_a_scanned_folder_are_not_upscaled_again(cap
     assert sorted(p.relative_to(tmp_path / "again").as_posix() for p in (tmp_path / "again").rglob("*.png")) == \
         ["a_x4.png"], err
     assert "not taken as an input" in err
+
+
+def test_a_suffix_with_a_path_separator_is_one_line(capsys, tiny_model_dir, tmp_path):
+    """--suffix /x was a ValueError traceback from pathlib."""
+    src = tmp_path / "a.png"
+    cv2.imwrite(str(src), photo())
+    for suffix in ("/x", "a/b", "\\x"):
+        rc, err = upscale(capsys, tiny_model_dir, src, "--suffix", suffix)
+        assert rc == 2 and errors_of(err) == [f"error: suffix {suffix!r}: must be part of a file name, without a "
+                                               "path separator"], err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
