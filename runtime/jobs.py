@@ -173,6 +173,12 @@ def plan(found: list[tuple[Path, Path | None]], own_outputs: dict[Path, Path], o
                 and what.startswith("the output of") else ""))
         owners[key] = what
 
+    for (source, _), target in zip(found, targets):
+        video = source.suffix.lower() in VIDEO_SUFFIXES
+        if video != (target.suffix.lower() in VIDEO_SUFFIXES):
+            kinds = ", ".join(sorted(VIDEO_SUFFIXES if video else OUTPUT_SUFFIXES))
+            raise UserError(f"{target}: {'a video' if video else 'an image'} ({source}) cannot be written as "
+                            f"{target.suffix} (give one of {kinds})")
     if stats is not None:
         claim(stats, "the --stats file")
     for (source, _), target, bits in zip(found, targets, bitmaps):

@@ -264,3 +264,15 @@ def test_a_batch_whose_list_names_another_file_of_the_same_name_is_refused_befor
     proc = run_batch(tmp_path / "b" / "x.png", "--list", tmp_path / "uris.txt", "-o", tmp_path / "out")
     assert proc.returncode == 2 and "named as both the output of" in proc.stderr, proc.stderr
     assert not list((tmp_path / "out").glob("*.png"))
+
+
+def test_a_video_named_as_an_image_output_or_the_reverse_is_one_line(tmp_path):
+    """`clip.mp4 -o out.png` was a traceback from the video muxer; an image to a video name likewise."""
+    clip = make_clip(tmp_path / "clip.mp4", frames=2, audio=False)
+    still = tmp_path / "a.png"
+    cv2.imwrite(str(still), np.full((16, 16, 3), 128, np.uint8))
+    for source, target in ((clip, tmp_path / "out.png"), (still, tmp_path / "out.mp4")):
+        proc = subprocess.run([sys.executable, "-m", "runtime.upscale", str(source), "-o", str(target)],
+                              capture_output=True, text=True, cwd=REPO)
+        assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+        assert f"cannot be written as {target.suffix}" in proc.stderr and not target.exists(), proc.stderr
