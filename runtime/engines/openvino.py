@@ -58,8 +58,8 @@ class OpenVinoEngine(Engine):
 
     def layout(self, cores: int) -> tuple[int, int]:
         """One call at a time on every core: oneDNN splits a 100x100 window well, and concurrent calls into one
-        stream wait for each other (480x270 frame routed, 2 cores, Xeon with AMX: 0.50 s against 0.82 s for two
-        single-threaded calls at once; docs/benchmarks.md)."""
+        stream wait for each other (480x270 frame routed, 2 cores, Xeon with AMX: 0.43 s against 0.55 s for two
+        single-threaded calls at once; docs/benchmarks.md, rows "frame (layout)")."""
         return 1, cores
 
     def compile(self, path: Path, threads: int) -> Compiled:
