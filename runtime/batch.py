@@ -28,7 +28,7 @@ from .engines.choice import AUTO, CHOICES, DEFAULT_VARIABLE, default
 from .errors import UserError
 from .files import process
 from .images import INPUT_SUFFIXES
-from .jobs import Job, collect, output_name, plan
+from .jobs import Job, collect, keep_out_of_model, output_name, plan
 
 _MODELS: dict[tuple, SuperResolver] = {}  # per worker process: one model, sessions and threads, kept
 
@@ -132,8 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with SuperResolver(args.model, threads=1, suffix=args.suffix,
                        engine="onnxruntime" if engine == AUTO else engine) as probe:
         suffix, model = probe.suffix, str(probe.manifest.root.resolve())
-    if Path(model) in (args.output.resolve(), *args.output.resolve().parents):
-        raise UserError(f"{args.output}: is in the model directory in use ({model}); the outputs must go elsewhere")
+    keep_out_of_model(args.output, Path(model), "the outputs")
     args.output.mkdir(parents=True, exist_ok=True)
     found, own, errors = collect(local, suffix, lambda m: print(m, file=sys.stderr), [args.output])
     planned = plan(found, own, args.output, suffix, overwrite=args.overwrite, model=Path(model))

@@ -54,6 +54,14 @@ def _inside(path: Path, folders: list[Path]) -> bool:
     return any(path.is_relative_to(f) for f in folders)
 
 
+def keep_out_of_model(path: Path, model: Path, what: str) -> None:
+    """An output may not go into the model directory in use (its manifest and artifact are protected as inputs
+    are)."""
+    if _inside(Path(path).resolve(), [Path(model).resolve()]):
+        raise UserError(f"{path}: is in the model directory in use ({Path(model).resolve()}); {what} must go "
+                        "elsewhere")
+
+
 def bitmap_names(image: Path) -> tuple[str, str]:
     """An image's bitmap: <stem>_bits.png, or <stem>_<ext>_bits.png where two inputs share a stem."""
     return f"{image.stem}{BITMAP_SUFFIX}.png", f"{image.stem}_{image.suffix.lstrip('.').lower()}{BITMAP_SUFFIX}.png"
@@ -141,7 +149,6 @@ def plan(found: list[tuple[Path, Path | None]], own_outputs: dict[Path, Path], o
     """Jobs for `found`. Raises UserError on a conflict: an output that is an input or inside the model directory
     in use (`model`), two outputs on one path, -o / --bitmap naming one file for several inputs."""
     result = Plan()
-    model_root = Path(model).resolve() if model is not None else None
     single = output is not None and names_a_file(output, "-o")
     if single and len(found) > 1:
         raise UserError(f"-o {output}: names one file, but there are {len(found)} inputs (give a folder)")
@@ -162,8 +169,8 @@ def plan(found: list[tuple[Path, Path | None]], own_outputs: dict[Path, Path], o
 
     def claim(path: Path, what: str) -> None:
         key = identity(path)
-        if model_root is not None and model_root in (Path(path).resolve(), *Path(path).resolve().parents):
-            raise UserError(f"{path}: is in the model directory in use ({model_root}); {what} must go elsewhere")
+        if model is not None:
+            keep_out_of_model(path, model, what)
         if key in inputs:
             raise UserError(f"{inputs[key]}: this input would be overwritten by {what} (choose another -o, "
                             "--suffix, --bitmap or --stats)")
