@@ -221,3 +221,33 @@ def test_non_checkpoint_and_missing_file(tmp_path):
     torch.save({"foo": torch.zeros(1)}, tmp_path / "foreign.pt")
     with pytest.raises(UserError, match="not a known checkpoint layout; closest is"):
         load_network(tmp_path / "foreign.pt")
+
+
+@pytest.mark.parametrize("damage,expected", [
+    (lambda t: t.view(-1).__setitem__(0, float("nan")), "1 of 2304 values are not finite"),
+    (lambda t: t.view(-1).__setitem__(slice(0, 2), float("inf")), "2 of 2304 values are not finite"),
+    ("sparse", "a sparse_coo tensor"),
+])
+def test_calibrate_evaluate_and_export_refuse_non_finite_or_sparse_weights_naming_the_tensor(
+        tmp_path, capsys, damage, expected):
+    from adabm_deploy import calibrate, evaluate
+    from export import __main__ as export
+    from runtime.command import run_cli
+    path = zoo.save("edsr", tmp_path, 2)
+    sd = torch.load(path, weights_only=True)
+    key = "body.0.body.0.weight"  # 16 x 16 x 3 x 3 in the zoo's EDSR
+    sd[key] = sd[key].clone()
+    if damage == "sparse":
+        sd[key] = sd[key].to_sparse()
+    else:
+        damage(sd[key])
+    torch.save(sd, path)
+    data = tmp_path / "empty"
+    data.mkdir()
+    for main, argv in ((calibrate.main, [str(path), "--calib-dir", str(data), "-o", str(tmp_path / "a.json")]),
+                       (evaluate.main, ["--model", str(path), "--data", str(data)]),
+                       (export.main, [str(path), "--calib-dir", str(data), "-o", str(tmp_path / "m")])):
+        assert run_cli(main, argv) == 2
+        err = capsys.readouterr().err.strip()
+        assert err.startswith(f"error: {path}: {key}: ") and expected in err and "\n" not in err, err
+    assert not (tmp_path / "a.json").exists() and not (tmp_path / "m").exists()

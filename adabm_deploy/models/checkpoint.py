@@ -53,7 +53,22 @@ def read_state_dict(path: str | Path) -> dict[str, torch.Tensor]:
         obj = obj[key] if key else obj
     if not isinstance(obj, dict) or not obj or not all(isinstance(v, torch.Tensor) for v in obj.values()):
         raise UserError(f"{path}: not a state dict of tensors")
+    for key, value in obj.items():
+        check_tensor(value, f"{path}: {key}")
     return dict(obj)
+
+
+def check_tensor(value: torch.Tensor, what: str) -> None:
+    """A weight every later step can compute with: a dense tensor of finite real numbers. A NaN or infinity
+    (a diverged training run, a damaged conversion) would calibrate NaN ranges and export a broken graph."""
+    if value.layout != torch.strided:
+        raise UserError(f"{what}: a {str(value.layout).removeprefix('torch.')} tensor; save dense weights "
+                        "(tensor.to_dense())")
+    if value.is_complex() or value.is_quantized:
+        raise UserError(f"{what}: {value.dtype} weights are not supported (real floating point only)")
+    if value.is_floating_point() and not bool(torch.isfinite(value).all()):
+        bad = int((~torch.isfinite(value)).sum())
+        raise UserError(f"{what}: {bad} of {value.numel()} values are not finite (NaN or infinity)")
 
 
 def shown(keys: list[str], limit: int = 3) -> str:
