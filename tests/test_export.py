@@ -455,3 +455,55 @@ def test_the_artifact_says_which_engine_forms_the_model_directory_gets(tiny_arti
     proc = run_export(shared_path("weights", "edsr8_x2.pt"), "--qconfig", bad, "-o", tmp_path / "none")
     assert proc.returncode == 2 and "engines ['tensorrt']: expected a list from onnxruntime, openvino" in proc.stderr
     assert not (tmp_path / "none").exists()
+
+
+def _first(data: dict, key: str, unsigned: bool | None = None) -> str:
+    """The first point (activations) or conv (weights) of the artifact; for activations, a signed or an
+    unsigned one when asked."""
+    names = [n for n, v in data[key].items() if unsigned is None or (v["lower"] == 0.0) == unsigned]
+    return names[0]
+
+
+ARTIFACT_DAMAGE = [  # (edit of the artifact's JSON, what the one-line refusal says)
+    (lambda d: d["activations"][_first(d, "activations", False)].update(lower=5.0, upper=-5.0), "lower bound is 5.0"),
+    (lambda d: d["activations"][_first(d, "activations", True)].update(upper=0.0), "range [0, 0] is empty"),
+    (lambda d: d["activations"][_first(d, "activations")].update(upper=1e30), "upper bound is 1e+30, outside"),
+    (lambda d: d["activations"][_first(d, "activations", False)].update(lower=-1e30), "lower bound is -1e+30"),
+    (lambda d: d["activations"][_first(d, "activations")].update(upper=float("nan")), "upper bound is nan, not a "
+                                                                                      "finite number"),
+    (lambda d: d["weights"][_first(d, "weights")].update(clip=[0.0]), "weight clip is 0.0; it must be positive"),
+    (lambda d: d["weights"][_first(d, "weights")].update(clip=[float("nan")]), "weight clip is nan"),
+    (lambda d: d["weights"][_first(d, "weights")].update(clip=[1e6]), "weight clip 1e+06 is over 4x its largest"),
+    (lambda d: d.update(a_bits=0), "a_bits is 0: the method defines whole bit-widths 2..8"),
+    (lambda d: d.update(w_bits=40), "w_bits is 40"),
+    (lambda d: d.update(w_bits=-4), "w_bits is -4"),
+    (lambda d: d.update(w_bits=7.9), "w_bits is 7.9"),
+    (lambda d: d.update(full_quant="yes"), "full_quant is 'yes', not true or false"),
+    (lambda d: d["layer_factor_params"].__setitem__(0, 1e6), "layer factor 0 is 1000000.0, outside [-10, 10]"),
+    (lambda d: d["layer_factor_params"].__setitem__(0, float("nan")), "layer factor 0 is nan"),
+    (lambda d: d["layer_factor_params"].__setitem__(0, -1.0), "variant_bits"),  # bits no longer follow
+    (lambda d: d.update(i2b_thresholds=[float("nan"), 3.0]), "I2B threshold is nan"),
+    (lambda d: d.update(i2b_thresholds=[1.0, float("inf")]), "I2B threshold is inf"),
+    (lambda d: d.update(i2b_thresholds=[9.0, 3.0]), "I2B thresholds [9, 3]: the lower one is above"),
+    (lambda d: d["cheap_rung"].update(threshold=float("nan")), "cheap rung threshold is nan"),
+    (lambda d: d["cheap_rung"].update(threshold=-1.0), "cheap rung threshold is -1.0, outside"),
+]
+
+
+@pytest.mark.parametrize("damage,message", ARTIFACT_DAMAGE, ids=[m for _, m in ARTIFACT_DAMAGE])
+def test_a_calibration_artifact_outside_physical_bounds_is_refused_before_anything_is_written(
+        tiny_artifact, x2_checkpoint, tmp_path, capsys, damage, message):
+    """A hand-edited artifact: one line naming the artifact and the value, exit 2, no model directory and no
+    staging folder (NaN thresholds were refused only after the export, naming the staging folder)."""
+    from export import __main__ as export
+    from runtime.command import run_cli
+    data = json.loads(tiny_artifact.read_text())
+    if message == "variant_bits":
+        assert data["layer_factor_params"][0] != -1.0
+    damage(data)
+    edited = tmp_path / "edited.json"
+    edited.write_text(json.dumps(data))
+    assert run_cli(export.main, [str(x2_checkpoint), "--qconfig", str(edited), "-o", str(tmp_path / "m")]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith(f"error: {edited}: ") and message in err and err.count("\n") == 1, err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["edited.json"]
