@@ -25,7 +25,7 @@ from .atomic import check_json_target, write_json
 from .cpu import cpu_model, int8_extensions
 from .engines.choice import choose
 from .errors import UserError
-from .files import process
+from .files import extra_pages, process
 from .headers import MAX_PIXELS
 from .jobs import VIDEO_SUFFIXES, Job, collect, plan
 from .pipeline import VARIANTS, Upscaler
@@ -131,21 +131,25 @@ class SuperResolver:
         bitmap = Path(bitmap) if bitmap is not None else None
         folders = [p for p in (output, bitmap) if p is not None and p.is_dir()]
         say = say or (lambda line: None)
-        found, own_outputs, errors = collect(paths, self.suffix, say, folders)
+        found = collect(paths, self.suffix, say, folders)
         stats = Path(stats) if stats is not None else None
-        planned = plan(found, own_outputs, output, self.suffix, bitmap, stats, overwrite, self.manifest.root)
+        planned = plan(found.inputs, found.own_outputs, output, self.suffix, bitmap, stats, overwrite,
+                       self.manifest.root)
         if stats is not None:
             check_json_target(stats)  # before any image runs, not after the last
-        run = Run(skipped=planned.skipped, notes=([self.manifest.notice] if self.manifest.notice else [])
+        run = Run(skipped=found.skipped + planned.skipped, notes=([self.manifest.notice] if self.manifest.notice else [])
                   + planned.notes)
         for line in run.notes + run.skipped:
             say(line)
-        for message in errors + planned.errors:
+        for message in found.errors:
             run.failed.append(message)
             if on_error:
                 on_error(message)
         stills = [j for j in planned.jobs if j.source.suffix.lower() not in VIDEO_SUFFIXES]
         records, failed = process(stills, self.upscaler, show, on_done, self.max_pixels, on_error)
+        for line in filter(None, map(extra_pages, records)):
+            run.skipped.append(line)
+            say(line)
         run.records += records
         run.failed += failed
         for job in (j for j in planned.jobs if j.source.suffix.lower() in VIDEO_SUFFIXES):

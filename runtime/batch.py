@@ -26,7 +26,8 @@ from .atomic import check_json_target, write_json
 from .command import run_cli
 from .engines.choice import AUTO, CHOICES, DEFAULT_VARIABLE, default
 from .errors import UserError
-from .files import process
+from .files import extra_pages, process
+from .headers import max_file_bytes, regular_file
 from .images import INPUT_SUFFIXES
 from .jobs import Job, collect, keep_out_of_model, output_name, plan
 
@@ -46,13 +47,19 @@ def is_uri(text: str) -> bool:
     return "://" in text
 
 
-def read_uri(job: Job) -> bytes:
+def read_uri(job: Job, limit: int) -> bytes:
+    """The bytes at a URI, at most `limit` of them (a local file:// is checked to be a regular file first)."""
     import fsspec
+    if job.uri.startswith("file://") and (why := regular_file(Path(job.uri[len("file://"):]))) is not None:
+        raise UserError(f"{job.uri}: {why}")
     try:
         with fsspec.open(job.uri) as f:
-            return f.read()
+            data = f.read(limit + 1)
     except (OSError, ValueError, ImportError) as exc:
         raise UserError(f"{job.uri}: cannot read ({exc})") from None
+    if len(data) > limit:
+        raise UserError(f"{job.uri}: over {limit:,} bytes, more than an image within the pixel limit takes")
+    return data
 
 
 def worker_model(model: str, options: dict) -> SuperResolver:
@@ -70,7 +77,9 @@ def warm(model: str, options: dict) -> None:
 def run_one(job: Job, model: str, options: dict) -> tuple[dict | None, str | None]:
     """A task: (record, None) or (None, error line), run on a worker."""
     sr = worker_model(model, options)
-    records, failures = process([job], sr.upscaler, max_pixels=sr.max_pixels, read=read_uri if job.uri else None)
+    limit = max_file_bytes(sr.max_pixels)
+    records, failures = process([job], sr.upscaler, max_pixels=sr.max_pixels,
+                                read=(lambda j: read_uri(j, limit)) if job.uri else None)
     if not records:
         return None, failures[0]
     return records[0] | {"worker": os.getpid()}, None
@@ -134,14 +143,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         suffix, model = probe.suffix, str(probe.manifest.root.resolve())
     keep_out_of_model(args.output, Path(model), "the outputs")
     args.output.mkdir(parents=True, exist_ok=True)
-    found, own, errors = collect(local, suffix, lambda m: print(m, file=sys.stderr), [args.output])
-    planned = plan(found, own, args.output, suffix, overwrite=args.overwrite, model=Path(model))
+    found = collect(local, suffix, lambda m: print(m, file=sys.stderr), [args.output])
+    planned = plan(found.inputs, found.own_outputs, args.output, suffix, overwrite=args.overwrite,
+                   model=Path(model))
     remote_jobs, remote_skipped = plan_uris(uris, args.output, suffix, args.overwrite,
                                             {job.target: str(job.source) for job in planned.jobs})
-    skipped = planned.skipped + remote_skipped
+    skipped = found.skipped + planned.skipped + remote_skipped
     for line in planned.notes + skipped:
         print(line, file=sys.stderr)
-    failed = errors + planned.errors
+    failed = list(found.errors)
     for line in failed:
         print(f"error: {line}", file=sys.stderr)
     options = {"threads": args.threads, "suffix": suffix, "engine": engine}
@@ -171,6 +181,9 @@ def main(argv: Sequence[str] | None = None) -> int:
                     record, error = None, f"{type(exc).__name__}: {exc}"
                 if record is not None:
                     records.append(record)
+                    if (line := extra_pages(record)) is not None:
+                        skipped.append(line)
+                        print(line, file=sys.stderr)
                     print(f"{record['input']} -> {record['output']} ({record['seconds']:.2f} s, {record['engine']})")
                 else:
                     failed.append(error)

@@ -88,7 +88,15 @@ def write_image(job: Job, picture: images.Picture, report: Report, bands: Iterab
             "seconds": round(time.perf_counter() - start, 4), "inference_seconds": round(report.seconds, 4),
             "engine": upscaler.engine.name, "cells": report.counts(),
             "fab": None if upscaler.fp32 else report.fab({f: v.fab for f, v in variants.items()}),
-            "bit_depth": 8 * picture.dtype.itemsize, "alpha": picture.alpha is not None, "gray": picture.gray}
+            "bit_depth": 8 * picture.dtype.itemsize, "alpha": picture.alpha is not None, "gray": picture.gray,
+            "pages": picture.pages}
+
+
+def extra_pages(record: dict) -> str | None:
+    """The skipped-list line for a file with more frames or pages than the one upscaled."""
+    pages = record.get("pages", 1)
+    return None if pages <= 1 else (f"skipped {pages - 1} more frames or pages of {record['input']}: only the "
+                                    "first is upscaled")
 
 
 def upscale_one(job: Job, upscaler: Upscaler, writer: ThreadPoolExecutor, show: bool, max_pixels: int,

@@ -1,4 +1,5 @@
-"""What an image file says about itself before anything decodes it: its format, size and integrity.
+"""What an input file is and what an image file says about itself, before anything decodes it: a regular file
+of a size an image can have, its format, size and integrity.
 
 Decoders fail late and badly on hostile or damaged files: a 3 KB PNG that claims 100000 x 100000 pixels
 makes OpenCV allocate (or throw) before it reads a row, a 0 x 0 PNG makes libpng print noise, a text file
@@ -10,6 +11,8 @@ with every libjpeg warning an error (simplejpeg, at 1/8 scale: the same parse, a
 from __future__ import annotations
 
 import io
+import os
+import stat
 import struct
 import zlib
 from dataclasses import dataclass
@@ -23,6 +26,14 @@ from .errors import UserError
 # Default limit on an input's pixels, from its header: 2^25 (33.5 MP, an 8K frame) keeps a decode and the
 # uint8 picture under about 100 MB, while the streamed x4 output of such an input is 537 MP.
 MAX_PIXELS = 1 << 25
+# An image file holds at most 8 bytes a pixel (16-bit RGBA, uncompressed BMP / TIFF) plus metadata (EXIF, ICC
+# profiles, thumbnails, XMP: a few MB); a bigger file is refused from its size before it is read.
+BYTES_PER_PIXEL, METADATA_BYTES = 8, 16 << 20
+
+
+def max_file_bytes(max_pixels: int) -> int:
+    """The largest image file a pixel limit admits."""
+    return max_pixels * BYTES_PER_PIXEL + METADATA_BYTES
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _MAGIC = [(PNG_SIGNATURE, "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
@@ -38,6 +49,23 @@ class Header:
     width: int
     height: int
     gray: bool | None = None  # known from the header (PNG); None where the decoder decides
+
+
+def regular_file(path: Path) -> str | None:
+    """None for a regular file (after links) that can be read; else why it is not taken: a FIFO would block the
+    run forever, a device (/dev/zero) never ends, a folder or socket is no image."""
+    try:
+        mode = os.stat(path).st_mode
+    except OSError as exc:
+        return f"cannot read ({exc.strerror})"
+    if not stat.S_ISREG(mode):
+        kind = "a folder" if stat.S_ISDIR(mode) else "a FIFO" if stat.S_ISFIFO(mode) else \
+            "a device" if stat.S_ISCHR(mode) or stat.S_ISBLK(mode) else "a socket" if stat.S_ISSOCK(mode) else \
+            "not a regular file"
+        return f"{kind}, not a file to read"
+    if not os.access(path, os.R_OK):
+        return "cannot read (permission denied)"
+    return None
 
 
 def sniff(data: bytes) -> str | None:

@@ -18,12 +18,13 @@ import numpy as np
 
 from .atomic import staged
 from .errors import UserError
-from .headers import MAX_PIXELS, read_header
+from .headers import MAX_PIXELS, max_file_bytes, read_header, regular_file, sniff
 from .png import PngStream
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
 OUTPUT_SUFFIXES = IMAGE_SUFFIXES
 INPUT_SUFFIXES = IMAGE_SUFFIXES | {".gif"}  # GIF: the first frame; written back as PNG (256 colours would band)
+MULTI_PAGE = ("TIFF", "GIF", "PNG", "WebP")  # formats whose files may hold more frames or pages (APNG for PNG)
 
 
 @dataclass
@@ -32,6 +33,7 @@ class Picture:
     alpha: np.ndarray | None  # H x W in the input's dtype
     dtype: np.dtype  # uint8 or uint16
     gray: bool
+    pages: int = 1  # frames or pages in the file (animations, multi-page TIFF): the first is upscaled
 
     @property
     def size(self) -> tuple[int, int]:
@@ -50,15 +52,23 @@ def load(path: Path, max_pixels: int = MAX_PIXELS) -> Picture:
     if path.suffix.lower() not in INPUT_SUFFIXES:
         raise UserError(f"{path}: unsupported format {path.suffix or '(no extension)'!r} "
                         f"(supported: {', '.join(sorted(INPUT_SUFFIXES))})")
+    if (why := regular_file(path)) is not None:
+        raise UserError(f"{path}: {why}")
+    limit = max_file_bytes(max_pixels)
+    data = b""
     try:
-        data = path.read_bytes()
-    except FileNotFoundError:
-        raise UserError(f"{path}: no such file") from None
-    except IsADirectoryError:
-        raise UserError(f"{path}: is a folder, not an image") from None
+        too_big = path.stat().st_size > limit
+        if not too_big:
+            with open(path, "rb") as f:
+                data = f.read(limit + 1)  # bounded even if the file grew after the check
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
-    return decode(data, path, max_pixels)
+    if too_big or len(data) > limit:
+        raise UserError(f"{path}: over {limit:,} bytes, more than an image of at most {max_pixels:,} pixels "
+                        "takes (raise --max-pixels)")
+    picture = decode(data, path, max_pixels)
+    picture.pages = cv2.imcount(str(path)) if sniff(data) in MULTI_PAGE else 1
+    return picture
 
 
 def decode(data: bytes, path: Path, max_pixels: int = MAX_PIXELS) -> Picture:

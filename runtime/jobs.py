@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable
 
 from .errors import UserError
+from .headers import regular_file
 from .images import INPUT_SUFFIXES, OUTPUT_SUFFIXES
 
 BITMAP_SUFFIX = "_bits"
@@ -36,7 +37,6 @@ class Plan:
     jobs: list[Job] = field(default_factory=list)
     skipped: list[str] = field(default_factory=list)  # inputs whose outputs exist (one line each)
     notes: list[str] = field(default_factory=list)  # files not taken as inputs, and why
-    errors: list[str] = field(default_factory=list)  # inputs that do not exist
 
 
 def output_name(source: Path, suffix: str) -> str:
@@ -72,34 +72,73 @@ def written_names(image: Path, suffix: str) -> list[str]:
     return ([output_name(image, suffix)] if suffix else []) + list(bitmap_names(image))
 
 
+def _scan(folder: Path, skip: list[Path], skipped: list[str]) -> list[Path]:
+    """The files under `folder`, sorted, without hidden ones or this run's output folders. Links are not
+    followed (a link loop, or a link out of the folder, would make the scan unbounded or surprising) and, like
+    entries that are not regular files or cannot be read, are listed in `skipped`."""
+    files: list[Path] = []
+
+    def unreadable(exc: OSError) -> None:
+        skipped.append(f"skipped {exc.filename}: cannot read ({exc.strerror})")
+
+    for root, dirs, names in os.walk(folder, onerror=unreadable):
+        here = Path(root)
+        for name in sorted(dirs):
+            sub = here / name
+            if name.startswith(".") or _inside(sub.absolute(), skip):
+                dirs.remove(name)
+            elif sub.is_symlink():
+                skipped.append(f"skipped {sub}: a link to a folder (scans do not follow links; name it to scan it)")
+        for name in names:
+            path = here / name
+            if name.startswith("."):
+                continue
+            if path.is_symlink():
+                skipped.append(f"skipped {path}: a link (scans do not follow links; name the file to upscale it)")
+            elif (why := regular_file(path)) is not None:
+                skipped.append(f"skipped {path}: {why}")
+            else:
+                files.append(path)
+    return sorted(files)
+
+
+@dataclass
+class Found:
+    """What collect() found: inputs (path, folder it was found in or None), files of scanned folders left out as
+    outputs of an earlier run (file -> the input it belongs to), entries a scan skipped (one line each), and
+    errors for named paths that cannot be inputs."""
+    inputs: list[tuple[Path, Path | None]] = field(default_factory=list)
+    own_outputs: dict[Path, Path] = field(default_factory=dict)
+    skipped: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+
 def collect(inputs: list[Path], suffix: str, warn: Callable[[str], None], output_folders: list[Path] = ()
-            ) -> tuple[list[tuple[Path, Path | None]], dict[Path, Path], list[str]]:
-    """(image path, folder it was found in or None) for every input; the files of scanned folders left out as
-    outputs of an earlier run (file -> the input it belongs to); errors for missing paths. Hidden files and
-    folders (our own temporaries among them) and this run's output folders (-o, --bitmap) are not scanned."""
-    found: list[tuple[Path, Path | None]] = []
-    own_outputs: dict[Path, Path] = {}
-    errors: list[str] = []
+            ) -> Found:
+    """Every input, checked as what it is before anything reads it. Hidden files and folders (our own
+    temporaries among them) and this run's output folders (-o, --bitmap) are not scanned."""
+    found = Found()
     skip = [f.absolute() for f in output_folders]
     for item in inputs:
         if item.is_dir():
-            files = sorted(p for p in item.rglob("*") if p.is_file() and not _hidden(p, item)
-                           and not _inside(p.absolute(), skip))
+            files = _scan(item, skip, found.skipped)
             images = [p for p in files if p.suffix.lower() in READ]
             # a file named like what this tool writes for an image of the scan, wherever it is, is an earlier output
             written = {name: p for p in images for name in written_names(p, suffix)}
             for path in files:
                 if path.name in written and written[path.name] != path:
-                    own_outputs[path] = written[path.name]
+                    found.own_outputs[path] = written[path.name]
                 elif path.suffix.lower() in READ:
-                    found.append((path, item))
+                    found.inputs.append((path, item))
                 else:
                     warn(f"warning: {path}: not an image, skipped")
-        elif item.exists():
-            found.append((item, None))
+        elif not item.exists() and not item.is_symlink():
+            found.errors.append(f"{item}: no such file or folder")
+        elif (why := regular_file(item)) is not None:
+            found.errors.append(f"{item}: {why}")
         else:
-            errors.append(f"{item}: no such file or folder")
-    return found, own_outputs, errors
+            found.inputs.append((item, None))
+    return found
 
 
 def identity(path: Path) -> tuple:

@@ -178,9 +178,9 @@ def test_a_broken_video_is_one_line_and_leaves_nothing(tiny_model_dir, tmp_path)
 
 # -- the batch job -------------------------------------------------------------------------------------------
 
-def run_batch(*args):
+def run_batch(*args, timeout=300):
     return subprocess.run([sys.executable, "-m", "runtime.batch", *map(str, args)], capture_output=True, text=True,
-                          cwd=REPO, timeout=300)
+                          cwd=REPO, timeout=timeout)
 
 
 def test_a_batch_job_on_a_local_two_worker_cluster_reports_failures_and_resumes(tiny_model_dir, tmp_path):
@@ -276,3 +276,25 @@ def test_a_video_named_as_an_image_output_or_the_reverse_is_one_line(tmp_path):
                               capture_output=True, text=True, cwd=REPO)
         assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
         assert f"cannot be written as {target.suffix}" in proc.stderr and not target.exists(), proc.stderr
+
+
+def test_a_batch_job_refuses_fifos_and_devices_without_hanging_and_goes_on(tiny_model_dir, tmp_path):
+    """A FIFO named x.png hung the batch job forever (a scan, a named input, a file:// URI alike)."""
+    pytest.importorskip("dask.distributed", reason="the batch job needs the batch extra")
+    src = tmp_path / "in"
+    src.mkdir()
+    cv2.imwrite(str(src / "a.png"), photo()[:, :, ::-1])
+    for name in ("scanned.png", "named.png", "listed.png"):
+        os.mkfifo((src if name == "scanned.png" else tmp_path) / name)
+    (tmp_path / "zero.png").symlink_to("/dev/zero")
+    (tmp_path / "uris.txt").write_text(f"file://{tmp_path}/listed.png\n")
+    report = tmp_path / "report.json"
+    proc = run_batch(src, tmp_path / "named.png", tmp_path / "zero.png", "--list", tmp_path / "uris.txt",
+                     "-o", tmp_path / "out", "--model", tiny_model_dir, "--report", report, timeout=120)
+    assert proc.returncode == 1, proc.stderr
+    data = json.loads(report.read_text())
+    assert sorted(data["failed"]) == sorted([f"{tmp_path / 'named.png'}: a FIFO, not a file to read",
+                                             f"{tmp_path / 'zero.png'}: a device, not a file to read",
+                                             f"file://{tmp_path}/listed.png: a FIFO, not a file to read"])
+    assert data["skipped"] == [f"skipped {src / 'scanned.png'}: a FIFO, not a file to read"]
+    assert [p.name for p in (tmp_path / "out").iterdir()] == ["a_x4.png"]

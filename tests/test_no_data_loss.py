@@ -474,3 +474,83 @@ def test_a_suffix_with_a_path_separator_is_one_line(capsys, tiny_model_dir, tmp_
         assert rc == 2 and errors_of(err) == [f"error: suffix {suffix!r}: must be part of a file name, without a "
                                                "path separator"], err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["a.png"]
+
+
+# -- inputs checked as what they are before they are read ------------------------------------------------------
+
+def test_a_fifo_or_a_device_is_refused_before_it_is_read_and_the_run_goes_on(capsys, tiny_model_dir, folder):
+    """A FIFO named x.png hung the CLI forever; a link to /dev/zero named .png was read whole into memory."""
+    os.mkfifo(folder / "x.png")
+    (folder / "zero.png").symlink_to("/dev/zero")
+    rc, err = upscale(capsys, tiny_model_dir, folder / "x.png", folder / "zero.png", folder / "a.png",
+                      "-o", folder / "out")
+    assert rc == 1 and errors_of(err) == [f"error: {folder / 'x.png'}: a FIFO, not a file to read",
+                                          f"error: {folder / 'zero.png'}: a device, not a file to read"], err
+    assert sorted(p.name for p in (folder / "out").iterdir()) == ["a_x4.png"]
+    rc, err = upscale(capsys, tiny_model_dir, folder, "-o", folder / "out2")  # a scan lists what it skipped
+    assert rc == 0 and f"skipped {folder / 'x.png'}: a FIFO, not a file to read" in err, err
+    assert f"skipped {folder / 'zero.png'}: a link (scans do not follow links" in err
+    assert sorted(p.name for p in (folder / "out2").iterdir()) == ["a_x4.png"]
+
+
+def test_a_file_too_big_for_the_pixel_limit_is_refused_from_its_size_before_it_is_read(
+        capsys, tiny_model_dir, folder, monkeypatch):
+    """A 4 GB file named .png was read whole (MemoryError traceback) before any header check; now its size is
+    compared with what --max-pixels admits (8 bytes a pixel plus 16 MiB of metadata) before a byte is read."""
+    from runtime.headers import max_file_bytes
+    big = folder / "huge.png"
+    with open(big, "wb") as f:  # sparse: 4 GiB on paper, nothing on disk
+        f.write(png_bytes(64, 64))
+        f.truncate(4 << 30)
+    reads = []
+    real_open = open
+    monkeypatch.setattr("builtins.open", lambda p, *a, **k: (reads.append(str(p)), real_open(p, *a, **k))[1])
+    rc, err = upscale(capsys, tiny_model_dir, big, folder / "a.png", "-o", folder / "out")
+    limit = max_file_bytes(MAX_PIXELS)
+    assert rc == 1 and errors_of(err) == [f"error: {big}: over {limit:,} bytes, more than an image of at most "
+                                          f"{MAX_PIXELS:,} pixels takes (raise --max-pixels)"], err
+    assert limit == MAX_PIXELS * 8 + (16 << 20) and str(big) not in reads
+    assert (folder / "out" / "a_x4.png").is_file()
+
+
+def test_a_link_in_a_scanned_folder_is_listed_as_skipped_and_a_named_link_is_followed(capsys, tiny_model_dir,
+                                                                                      tmp_path):
+    src, elsewhere = tmp_path / "in", tmp_path / "elsewhere"
+    src.mkdir()
+    elsewhere.mkdir()
+    cv2.imwrite(str(elsewhere / "b.png"), photo(seed=1))
+    cv2.imwrite(str(src / "a.png"), photo())
+    (src / "b.png").symlink_to(elsewhere / "b.png")
+    (src / "loop").symlink_to(src)  # a scan that followed links would walk this forever
+    stats = tmp_path / "s.json"
+    rc, err = upscale(capsys, tiny_model_dir, src, "-o", tmp_path / "out", "--stats", stats)
+    assert rc == 0, err
+    skipped = json.loads(stats.read_text())["skipped"]
+    assert sorted(skipped) == sorted([
+        f"skipped {src / 'b.png'}: a link (scans do not follow links; name the file to upscale it)",
+        f"skipped {src / 'loop'}: a link to a folder (scans do not follow links; name it to scan it)"]), skipped
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_x4.png"]
+    rc, err = upscale(capsys, tiny_model_dir, src / "b.png", "-o", tmp_path / "b_out.png")
+    assert rc == 0 and (tmp_path / "b_out.png").is_file(), err
+
+
+@pytest.mark.parametrize("name", ["pages.tiff", "anim.png", "anim.webp"])
+def test_extra_frames_or_pages_are_named_in_the_skipped_list(capsys, tiny_model_dir, tmp_path, name):
+    frames = [photo(seed=k) for k in range(3)]
+    for frame, colour in zip(frames, [(90, 120, 150), (200, 40, 40), (40, 200, 40)]):
+        frame[:, :16] = colour  # the flat half tells the frames apart
+    path = tmp_path / name
+    if name.endswith(".tiff"):
+        assert cv2.imwritemulti(str(path), frames)
+    else:
+        animation = cv2.Animation()
+        animation.frames, animation.durations = frames, [100] * 3
+        assert cv2.imwriteanimation(str(path), animation)
+    stats = tmp_path / "s.json"
+    rc, err = upscale(capsys, tiny_model_dir, path, "-o", tmp_path / "out.png", "--stats", stats)
+    line = f"skipped 2 more frames or pages of {path}: only the first is upscaled"
+    assert rc == 0 and line in err, err
+    assert json.loads(stats.read_text())["skipped"] == [line]
+    out = cv2.imread(str(tmp_path / "out.png")).astype(float)
+    away = [np.abs(out[:, 8:56] - f[:, 2:14].mean((0, 1))).mean() for f in frames]
+    assert away[0] < 0.6 * min(away[1:]), away  # the first frame, not another
