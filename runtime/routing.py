@@ -35,9 +35,20 @@ def route(rgb: np.ndarray, tiles: list[Tile], model: Manifest, fixed: int | None
     return routes
 
 
-def overlay(rgb: np.ndarray, grid: Grid, factors: list[int], min_side: int = 512) -> np.ndarray:
-    """The LR picture tinted by each cell's factor, with cell borders; upscaled (nearest) to be readable.
-    Returns RGB uint8."""
+# The overlay is enlarged (nearest) until its short side reaches 512 px, but never past 2^24 pixels (48 MiB of
+# RGB) unless the LR picture itself is larger: a 1 x 3000 strip asked 4.5 GiB of the old short-side rule.
+OVERLAY_MIN_SIDE, OVERLAY_MAX_PIXELS = 512, 1 << 24
+
+
+def overlay_factor(height: int, width: int) -> int:
+    """The overlay's enlargement: readable, with at most max(height * width, OVERLAY_MAX_PIXELS) pixels."""
+    readable = int(np.ceil(OVERLAY_MIN_SIDE / max(1, min(height, width))))
+    return max(1, min(readable, int(np.sqrt(OVERLAY_MAX_PIXELS / (height * width)))))
+
+
+def overlay(rgb: np.ndarray, grid: Grid, factors: list[int]) -> np.ndarray:
+    """The LR picture tinted by each cell's factor, with cell borders; enlarged to be readable (overlay_factor
+    bounds its memory whatever the aspect ratio). Returns RGB uint8."""
     base = np.clip(as_float(rgb), 0, 255).astype(np.uint8)
     tint = np.empty_like(base)
     for tile, f in zip(grid.tiles(), factors):
@@ -45,7 +56,7 @@ def overlay(rgb: np.ndarray, grid: Grid, factors: list[int], min_side: int = 512
         tint[y0:y1, x0:x1] = FACTOR_COLORS[f]
     gray = cv2.cvtColor(cv2.cvtColor(base, cv2.COLOR_RGB2GRAY), cv2.COLOR_GRAY2RGB)
     out = cv2.addWeighted(gray, 0.55, tint, 0.45, 0.0)
-    k = max(1, int(np.ceil(min_side / max(1, min(base.shape[:2])))))
+    k = overlay_factor(*base.shape[:2])
     out = cv2.resize(out, (out.shape[1] * k, out.shape[0] * k), interpolation=cv2.INTER_NEAREST)
     for tile in grid.tiles():
         y0, y1, x0, x1 = (v * k for v in tile.cell)

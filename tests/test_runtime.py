@@ -148,11 +148,31 @@ def test_the_bitmap_shows_the_cheap_rung_in_its_own_colour():
     from runtime.routing import FACTOR_COLORS, overlay
     lr = np.full((96, 192, 3), 128, np.uint8)
     grid = Upscaler(ReplicateEngine(), 96, 2).plan(96, 192)
-    bitmap = overlay(lr, grid, [CHEAP, 1], min_side=96).astype(int)
-    left, right = bitmap[40, 40], bitmap[40, 140]  # inside each cell, away from the borders
+    bitmap = overlay(lr, grid, [CHEAP, 1]).astype(int)
+    assert bitmap.shape == (96 * 6, 192 * 6, 3)  # the short side enlarged to at least 512 px
+    left, right = bitmap[240, 240], bitmap[240, 840]  # inside each cell, away from the borders
     assert len({tuple(c) for c in FACTOR_COLORS.values()}) == 4  # four routes, four colours
     expected = [np.round(0.55 * 128 + 0.45 * np.array(FACTOR_COLORS[f])) for f in (CHEAP, 1)]
     assert np.abs(left - expected[0]).max() <= 1 and np.abs(right - expected[1]).max() <= 1
+
+
+@pytest.mark.parametrize("height,width", [(1, 3000), (3000, 1), (1, 30000), (96, 96), (4000, 6000)])
+def test_the_bitmaps_memory_is_bounded_whatever_the_aspect_ratio(height, width):
+    """The short side was enlarged to 512 px whatever the long side: 4.5 GiB for a 1 x 3000 strip, 23.6 GB for
+    1 x 30000. Now an overlay has at most max(LR pixels, 2^24) pixels, and stays readable where that allows."""
+    from runtime.routing import OVERLAY_MAX_PIXELS, overlay_factor
+    k = overlay_factor(height, width)
+    assert k >= 1 and height * width * k * k <= max(height * width, OVERLAY_MAX_PIXELS)
+    assert min(height, width) * k >= 512 or (k + 1) ** 2 * height * width > OVERLAY_MAX_PIXELS
+
+
+def test_a_bitmap_of_a_one_pixel_strip_is_written_within_the_bound(tmp_path):
+    strip = tmp_path / "strip.png"
+    cv2.imwrite(str(strip), np.random.default_rng(0).integers(0, 256, (1, 3000, 3), np.uint8))
+    proc = upscale_cli(strip, "--bitmap", tmp_path / "bits.png", "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    bitmap = cv2.imread(str(tmp_path / "bits.png"))
+    assert bitmap.shape[0] * bitmap.shape[1] <= 1 << 24 and bitmap.shape[0] == 74, bitmap.shape
 
 
 def test_a_version_1_model_directory_loads_without_the_rung_and_says_so(tmp_path, lr_image):
