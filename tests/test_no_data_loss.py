@@ -223,7 +223,7 @@ def edited_manifest(tmp_path, source, **fields):
 
 
 @pytest.mark.parametrize("fields,message", [
-    (dict(scale=2), "maps 16x16 to 64x64, not x2 as the manifest says"),
+    (dict(scale=2), "maps 24x16 to 96x64, not x2 as the manifest says"),
     (dict(scale=0), "scale is 0, expected an integer from 1 to 16"),
     (dict(variants__0__layer_bits=[]), "variant -1 has no layer_bits"),
     (dict(patch_size=0), "patch_size is 0, expected an integer from 8"),
@@ -554,3 +554,30 @@ def test_extra_frames_or_pages_are_named_in_the_skipped_list(capsys, tiny_model_
     out = cv2.imread(str(tmp_path / "out.png")).astype(float)
     away = [np.abs(out[:, 8:56] - f[:, 2:14].mean((0, 1))).mean() for f in frames]
     assert away[0] < 0.6 * min(away[1:]), away  # the first frame, not another
+
+
+@pytest.mark.parametrize("fixed,rc,maps", [((16, 16), 2, "24x16 to 64x64"), ((16, 24), 1, "32x24 to 96x64")])
+def test_a_graph_whose_output_does_not_follow_the_input_size_is_one_line(capsys, tiny_model_dir, folder, tmp_path,
+                                                                         fixed, rc, maps):
+    """A graph with a fixed output size (x4 for one input size only) was a broadcast traceback in the tiling. Now
+    the probe (16 x 24, not square) stops it before any image (exit 2), and a graph that passes the probe is
+    caught on its first window (the image fails, exit 1); both name the graph and the sizes, nothing is written."""
+    import hashlib
+
+    import onnx
+    from onnx import TensorProto, helper
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    m = json.loads((model / "manifest.json").read_text())
+    scale = m["scale"]
+    sizes = helper.make_tensor("sizes", TensorProto.INT64, [4], [1, 3, fixed[0] * scale, fixed[1] * scale])
+    graph = helper.make_graph([helper.make_node("Resize", ["lr", "", "", "sizes"], ["sr"], mode="nearest")], "fixed",
+                              [helper.make_tensor_value_info("lr", TensorProto.FLOAT, [None, 3, None, None])],
+                              [helper.make_tensor_value_info("sr", TensorProto.FLOAT, [None, 3, None, None])], [sizes])
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 19)]), model / m["fp32"]["file"])
+    m["fp32"]["sha256"] = hashlib.sha256((model / m["fp32"]["file"]).read_bytes()).hexdigest()
+    (model / "manifest.json").write_text(json.dumps(m))
+    code, err = upscale(capsys, model, folder / "a.png", "-o", tmp_path / "x.png", "--variant", "fp32")
+    assert code == rc and errors_of(err) == [f"error: {model}: damaged model directory (fp32.onnx maps {maps}, not "
+                                             f"x{scale} as the manifest says)"], err
+    assert "Traceback" not in err and not (tmp_path / "x.png").exists()

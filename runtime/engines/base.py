@@ -70,26 +70,30 @@ class Engine(ABC):
 
     def run(self, factor: int | None, batch: np.ndarray, threads: int | None = None) -> np.ndarray:
         """batch: N x 3 x h x w float32 RGB 0..255 -> N x 3 x (h*scale) x (w*scale) float32. The integer
-        kernels give the same output whatever the thread count."""
-        return self.compiled(factor, threads)(batch)
+        kernels give the same output whatever the thread count. An output of another size (a graph that maps
+        some sizes, not others, by `scale`) is a UserError naming the graph, not a broadcast error in tiling."""
+        out = self.compiled(factor, threads)(batch)
+        n, _, h, w = batch.shape
+        want = (n, 3, h * self.model.scale, w * self.model.scale)
+        if out.shape != want:
+            raise UserError(f"{self.model.root}: damaged model directory ({self.path(factor).name} maps {w}x{h} to "
+                            f"{'x'.join(map(str, out.shape[:1:-1]))}"
+                            f"{'' if out.ndim == 4 and out.shape[:2] == (n, 3) else f' (shape {out.shape})'}, not "
+                            f"x{self.model.scale} as the manifest says)")
+        return out
 
     def check(self, factors: list[int | None]) -> None:
         """Run each graph once on a small input before any image is read: a graph that cannot load, or whose
-        output is not the manifest's scale, stops the run here instead of after its first outputs."""
-        side = 16
-        probe = np.zeros((1, 3, side, side), np.float32)
+        output is not the manifest's scale (run() checks the size), stops the run here instead of after its first
+        outputs. The probe is not square, so a graph that swaps height and width is caught too."""
+        probe = np.zeros((1, 3, 16, 24), np.float32)
         for factor in factors:
             try:
-                out = self.run(factor, probe)
+                self.run(factor, probe)
             except UserError:
                 raise
             except Exception as exc:  # each engine library raises its own exception types
                 raise UserError(f"{self.path(factor)}: {self.label} cannot run it ({self.reason(exc)})") from None
-            want = (1, 3, side * self.model.scale, side * self.model.scale)
-            if out.shape != want:
-                raise UserError(f"{self.model.root}: damaged model directory ({self.path(factor).name} maps "
-                                f"{side}x{side} to {out.shape[3]}x{out.shape[2]}, not x{self.model.scale} as the "
-                                "manifest says)")
 
     def close(self) -> None:
         """Drop the compiled graphs (a later call compiles them again)."""
