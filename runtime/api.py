@@ -25,7 +25,7 @@ from .atomic import check_json_target, write_json
 from .cpu import cpu_model, int8_extensions
 from .engines.choice import choose
 from .errors import UserError
-from .files import extra_pages, process
+from .files import extra_pages, failure, process
 from .headers import MAX_PIXELS
 from .jobs import VIDEO_SUFFIXES, Job, collect, plan
 from .pipeline import VARIANTS, Upscaler
@@ -155,10 +155,10 @@ class SuperResolver:
         for job in (j for j in planned.jobs if j.source.suffix.lower() in VIDEO_SUFFIXES):
             try:
                 record = upscale_video(job, self.upscaler, show)
-            except UserError as exc:
-                run.failed.append(str(exc))
+            except Exception as exc:
+                run.failed.append(failure(job, exc))
                 if on_error:
-                    on_error(str(exc))
+                    on_error(failure(job, exc))
                 continue
             run.records.append(record)
             if on_done:

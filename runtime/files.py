@@ -139,13 +139,13 @@ def process(jobs: list[Job], upscaler: Upscaler, show: bool = False, on_done: Ca
         if on_error:
             on_error(message)
 
-    def settle(pending: Future | None) -> None:
+    def settle(pending: tuple[Job, Future] | None) -> None:
         if pending is None:
             return
         try:
-            record = pending.result()
-        except UserError as exc:
-            return fail(str(exc))
+            record = pending[1].result()
+        except Exception as exc:
+            return fail(failure(pending[0], exc))
         records.append(record)
         if on_done:
             on_done(record)
@@ -155,12 +155,22 @@ def process(jobs: list[Job], upscaler: Upscaler, show: bool = False, on_done: Ca
         for job in tqdm(jobs, desc="images", unit="img", disable=not show or not several):
             try:
                 writing = upscale_one(job, upscaler, writer, show, max_pixels, read)
-            except UserError as exc:
+            except Exception as exc:
                 settle(pending)
                 pending = None
-                fail(str(exc))
+                fail(failure(job, exc))
                 continue
             settle(pending)
-            pending = writing
+            pending = (job, writing)
         settle(pending)
     return records, failures
+
+
+def failure(job: Job, exc: Exception) -> str:
+    """One line for an input that failed. The tool's own errors name the file and the problem; anything else
+    (a decoder's, the system's, a bug) is named with its type, so that one input never aborts the run."""
+    if isinstance(exc, UserError):
+        return str(exc)
+    if isinstance(exc, MemoryError):
+        return f"{job.uri or job.source}: out of memory while upscaling it"
+    return f"{job.uri or job.source}: failed ({type(exc).__name__}: {exc})"

@@ -581,3 +581,33 @@ def test_a_graph_whose_output_does_not_follow_the_input_size_is_one_line(capsys,
     assert code == rc and errors_of(err) == [f"error: {model}: damaged model directory (fp32.onnx maps {maps}, not "
                                              f"x{scale} as the manifest says)"], err
     assert "Traceback" not in err and not (tmp_path / "x.png").exists()
+
+
+def test_an_unexpected_exception_on_one_input_fails_that_input_only(capsys, tiny_model_dir, folder, monkeypatch):
+    """Any exception other than the tool's own error type while one image (or video) was processed aborted the
+    whole run with a traceback; now that input fails in one line naming it (exit 1) and the others are written."""
+    from runtime import api
+    cv2.imwrite(str(folder / "b.png"), photo(seed=1))
+    cv2.imwrite(str(folder / "c.png"), photo(seed=2))
+    (folder / "clip.mp4").write_bytes(b"not decoded: upscale_video is replaced below")
+    real_decode = images.decode
+
+    def decode(data, path, max_pixels):
+        if path.name == "b.png":
+            raise RuntimeError("decoder bug")
+        if path.name == "c.png":
+            raise MemoryError
+        return real_decode(data, path, max_pixels)
+
+    def video(job, upscaler, show):
+        raise OSError(5, "Input/output error")
+
+    monkeypatch.setattr(images, "decode", decode)
+    monkeypatch.setattr(api, "upscale_video", video)
+    rc, err = upscale(capsys, tiny_model_dir, folder, "-o", folder / "out")
+    assert rc == 1 and sorted(errors_of(err)) == [
+        f"error: {folder / 'b.png'}: failed (RuntimeError: decoder bug)",
+        f"error: {folder / 'c.png'}: out of memory while upscaling it",
+        f"error: {folder / 'clip.mp4'}: failed (OSError: [Errno 5] Input/output error)"], err
+    assert "Traceback" not in err
+    assert sorted(p.name for p in (folder / "out").iterdir()) == ["a_x4.png"]
