@@ -116,8 +116,15 @@ def _forms(root: Path, data: dict[str, Any]) -> list[str]:
 
 
 def load(root: Path, verify_hashes: bool = True) -> Manifest:
-    """Read and validate a model directory; every problem is a UserError naming the directory and the field."""
-    root = Path(root)
+    """Read and validate a model directory; every problem is a UserError naming the directory and the field
+    (or the file the system would not let us read)."""
+    try:
+        return _load(Path(root), verify_hashes)
+    except OSError as exc:
+        raise UserError(f"{exc.filename or root}: cannot read the model directory ({exc.strerror or exc})") from None
+
+
+def _load(root: Path, verify_hashes: bool) -> Manifest:
     path = root / MANIFEST
     if not root.is_dir():
         raise UserError(f"{root}: model directory not found")

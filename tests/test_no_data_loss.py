@@ -611,3 +611,30 @@ def test_an_unexpected_exception_on_one_input_fails_that_input_only(capsys, tiny
         f"error: {folder / 'clip.mp4'}: failed (OSError: [Errno 5] Input/output error)"], err
     assert "Traceback" not in err
     assert sorted(p.name for p in (folder / "out").iterdir()) == ["a_x4.png"]
+
+
+@pytest.mark.parametrize("denied", ["manifest.json", "int8_f+0.onnx", "the folder"])
+def test_a_model_directory_the_system_will_not_let_us_read_is_one_line(capsys, tiny_model_dir, folder, tmp_path,
+                                                                      monkeypatch, denied):
+    """An unreadable manifest, graph or folder was a PermissionError traceback. (Tests may run as root, whom
+    chmod does not stop, so the system's refusal is simulated where Python asks for the bytes.)"""
+    from pathlib import Path as P
+    model = tmp_path / "model"
+    shutil.copytree(tiny_model_dir, model)
+    target = model if denied == "the folder" else model / denied
+    real_read_bytes, real_read_text, real_is_dir = P.read_bytes, P.read_text, P.is_dir
+
+    def refuse(real):
+        def method(self, *args, **kwargs):
+            if self == target or (denied == "the folder" and self.parent == target):
+                raise PermissionError(13, "Permission denied", str(self))
+            return real(self, *args, **kwargs)
+        return method
+
+    monkeypatch.setattr(P, "read_bytes", refuse(real_read_bytes))
+    monkeypatch.setattr(P, "read_text", refuse(real_read_text))
+    monkeypatch.setattr(P, "is_dir", refuse(real_is_dir))
+    rc, err = upscale(capsys, model, folder / "a.png", "-o", tmp_path / "x.png")
+    name = target if denied == "the folder" else model / denied
+    assert rc == 2 and errors_of(err) == [f"error: {name}: cannot read the model directory (Permission denied)"], err
+    assert not (tmp_path / "x.png").exists()
