@@ -105,6 +105,18 @@ def plan_uris(uris: list[str], output: Path, suffix: str, overwrite: bool, claim
     return jobs, skipped
 
 
+def connect(Client, scheduler: str | None, cluster):
+    """A client of the --scheduler (or of the local cluster); an address that cannot be reached within Dask's
+    connect timeout (distributed.comm.timeouts.connect, 30 s by default) is one line, exit 2."""
+    if cluster is not None:
+        return Client(cluster)
+    try:
+        return Client(scheduler)
+    except (OSError, TimeoutError, ValueError) as exc:
+        reason = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise UserError(f"--scheduler {scheduler}: cannot reach it ({reason})") from None
+
+
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m runtime.batch", description=__doc__.splitlines()[0])
     p.add_argument("inputs", nargs="*", type=str, metavar="INPUT", help="image files or folders")
@@ -168,7 +180,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         # the tasks by their importable name: run as `python -m`, this module is __main__, whose functions
         # would travel by value with a fresh model cache each
         from runtime import batch as tasks
-        with Client(args.scheduler or cluster) as client:
+        with connect(Client, args.scheduler, cluster) as client:
             client.run(tasks.warm, model, options)  # every worker loads its model at once
             start = time.perf_counter()  # the job's own time, from running workers with their models
             futures = [client.submit(tasks.run_one, job, model, options, pure=False)

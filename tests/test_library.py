@@ -298,3 +298,14 @@ def test_a_batch_job_refuses_fifos_and_devices_without_hanging_and_goes_on(tiny_
                                              f"file://{tmp_path}/listed.png: a FIFO, not a file to read"])
     assert data["skipped"] == [f"skipped {src / 'scanned.png'}: a FIFO, not a file to read"]
     assert [p.name for p in (tmp_path / "out").iterdir()] == ["a_x4.png"]
+
+
+def test_an_unreachable_scheduler_is_one_line(tmp_path, monkeypatch):
+    """An unreachable --scheduler was a traceback after Dask's 30 s connect timeout (shortened here)."""
+    pytest.importorskip("dask.distributed", reason="the batch job needs the batch extra")
+    src = tmp_path / "a.png"
+    cv2.imwrite(str(src), photo()[:, :, ::-1])
+    monkeypatch.setenv("DASK_DISTRIBUTED__COMM__TIMEOUTS__CONNECT", "2s")
+    proc = run_batch(src, "-o", tmp_path / "out", "--scheduler", "tcp://127.0.0.1:9", timeout=60)
+    assert proc.returncode == 2 and proc.stderr.strip() == "error: --scheduler tcp://127.0.0.1:9: cannot reach it " \
+        "(Timed out trying to connect to tcp://127.0.0.1:9 after 2 s)", proc.stderr
