@@ -4,7 +4,8 @@ Frames are decoded, upscaled and encoded one at a time (memory is one frame in a
 length), with PyAV (FFmpeg's libraries, the `video` extra). The video stream is re-encoded at the input's
 frame rate and time base, with its colour primaries, transfer, matrix and range kept; audio, subtitle and data
 streams are copied packet for packet. The output is written to a hidden temporary file and renamed when
-complete, like every other output.
+complete, like every other output. A file cut off mid-stream decodes what it has without an error; what was
+decoded is compared with what the header declares, and a video that falls short is refused, not written shorter.
 
 A phone's portrait clip is stored sideways with a display rotation (a 90-degree display matrix): its frames are
 upscaled as stored and the output carries the same rotation, so players and phones show it upright exactly as
@@ -93,9 +94,11 @@ def _transcode(av, source, video, tmp: Path, codec: str, options: dict, s: int, 
                 except (ValueError, av.error.FFmpegError) as exc:
                     raise UserError(f"{job.source}: its {stream.type} stream cannot be copied into "
                                     f"{job.target.suffix} ({exc})") from None
-        n = 0
+        n, end, stream_end = 0, 0.0, 0.0  # where the video's frames end; where any stream's packets end
         with tqdm(total=video.frames or None, desc=job.source.name, unit="frame", disable=not show) as bar:
-            for packet in source.demux():
+            for packet in _packets(av, source, job, lambda: n):
+                if packet.pts is not None and packet.time_base is not None:
+                    stream_end = max(stream_end, float((packet.pts + (packet.duration or 0)) * packet.time_base))
                 if packet.stream.index in copied:
                     if packet.dts is not None:
                         packet.stream = copied[packet.stream.index]
@@ -114,11 +117,55 @@ def _transcode(av, source, video, tmp: Path, codec: str, options: dict, s: int, 
                         raise UserError(f"{job.source}: frame {n}: {exc}") from None
                     out.mux(encoded.encode(upscaled))
                     n += 1
+                    end = max(end, (frame.time or 0.0) + _interval(video))
                     bar.update()
         out.mux(encoded.encode(None))
     if n == 0:
         raise UserError(f"{job.source}: no frames decoded")
+    if (short := _shortfall(source, video, n, end, stream_end)) is not None:
+        raise UserError(f"{job.source}: truncated or damaged video ({short}); nothing written")
     return n
+
+
+def _packets(av, source, job: Job, frames_so_far):
+    """The container's packets; a demuxer error (data cut off or damaged) names the frame it stopped at."""
+    packets = source.demux()
+    while True:
+        try:
+            packet = next(packets)
+        except StopIteration:
+            return
+        except av.error.FFmpegError as exc:
+            raise UserError(f"{job.source}: damaged video data at frame {frames_so_far()} ({exc})") from None
+        yield packet
+
+
+def _interval(video) -> float:
+    rate = video.average_rate or video.guessed_rate
+    return float(1 / rate) if rate else 0.0
+
+
+# Decoded video may end this much before the declared end (a last frame's display time, edit lists, rounding).
+END_SLACK_FRAMES, END_SLACK_SECONDS = 2, 0.25
+
+
+def _shortfall(source, video, n: int, end: float, stream_end: float) -> str | None:
+    """Why what was decoded falls short of what the container declares, or None: fewer frames than its frame
+    count, video ending before the stream's duration, or every stream ending before the file's duration (an MKV
+    declares only that). A file cut off mid-stream decodes what it has without an error, so this comparison is
+    what tells a truncated video from a short one."""
+    if video.frames and n < video.frames:
+        return f"{n} of the {video.frames} frames its header lists decoded"
+    slack = max(END_SLACK_FRAMES * _interval(video), END_SLACK_SECONDS)
+    if video.duration is not None and video.time_base is not None:
+        declared = float(((video.start_time or 0) + video.duration) * video.time_base)
+        if end + slack < declared:
+            return f"frames end at {end:.2f} s of the {declared:.2f} s its header declares"
+    elif source.duration is not None:
+        declared = (source.duration + (source.start_time or 0)) / 1_000_000
+        if max(end, stream_end) + slack < declared:
+            return f"its streams end at {max(end, stream_end):.2f} s of the {declared:.2f} s its header declares"
+    return None
 
 
 def _upscaled(av, frame, upscaler: Upscaler, encoded):

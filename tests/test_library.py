@@ -176,6 +176,35 @@ def test_a_broken_video_is_one_line_and_leaves_nothing(tiny_model_dir, tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["broken.mkv"]
 
 
+@pytest.mark.parametrize("name,cut", [("clip.mkv", 0.6), ("clip.mkv", 0.9), ("clip.mp4", 0.6), ("clip.mp4", 0.9)])
+def test_a_truncated_video_is_refused_not_written_shorter(tiny_model_dir, tmp_path, name, cut):
+    """A video cut off mid-stream decoded what it had without an error, and a shorter output was written with
+    exit 0. Now the decoded frames are compared with what the header declares; the video fails (exit 1) in one
+    line, nothing is written, and the run's other inputs still go on."""
+    av = pytest.importorskip("av")
+    whole = make_clip(tmp_path / f"whole_{name}", frames=24, size=(48, 32), audio=True)
+    if name.endswith(".mp4"):  # moov first (as phones and `-movflags faststart` write it), so a cut file opens
+        with av.open(str(whole)) as src, av.open(str(tmp_path / "fast.mp4"), "w",
+                                                 options={"movflags": "faststart"}) as out:
+            streams = {s.index: out.add_stream_from_template(s) for s in src.streams}
+            for packet in src.demux():
+                if packet.dts is not None:
+                    packet.stream = streams[packet.stream.index]
+                    out.mux(packet)
+        whole = tmp_path / "fast.mp4"
+    data = whole.read_bytes()
+    src = tmp_path / "in"
+    src.mkdir()
+    (src / name).write_bytes(data[:int(len(data) * cut)])
+    cv2.imwrite(str(src / "a.png"), photo()[:, :, ::-1])
+    proc = subprocess.run([sys.executable, "-m", "runtime.upscale", str(src), "-o", str(tmp_path / "out"),
+                           "--model", str(tiny_model_dir)], capture_output=True, text=True, cwd=REPO)
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert proc.returncode == 1 and len(errors) == 1 and str(src / name) in errors[0], proc.stderr
+    assert "truncated or damaged video" in errors[0] or "damaged video data at frame" in errors[0], errors
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["a_x4.png"]
+
+
 # -- the batch job -------------------------------------------------------------------------------------------
 
 def run_batch(*args, timeout=300):
