@@ -97,14 +97,15 @@ def _png(path: Path, data: bytes) -> Header:
 
 
 def _jpeg(path: Path, data: bytes) -> None:
-    if b"\xff\xd9" not in data[-4096:]:
-        raise UserError(f"{path}: truncated JPEG (no end-of-image marker)")
+    """Decode once, every libjpeg warning an error: a file cut short (even by its end marker alone) says
+    "Premature end". Bytes after the end marker are not looked at: phones append a video there (motion photos)."""
     try:
         colorspace = simplejpeg.decode_jpeg_header(data)[2]
         simplejpeg.decode_jpeg(data, colorspace="CMYK" if colorspace in ("CMYK", "YCCK") else "GRAY", strict=True,
                                min_factor=8)
     except ValueError as exc:
-        raise UserError(f"{path}: damaged JPEG data (libjpeg: {exc})") from None
+        what = "truncated" if "Premature end" in str(exc) else "damaged"
+        raise UserError(f"{path}: {what} JPEG data (libjpeg: {exc})") from None
 
 
 def read_header(path: Path, data: bytes, max_pixels: int = MAX_PIXELS) -> Header:
