@@ -638,3 +638,20 @@ def test_a_model_directory_the_system_will_not_let_us_read_is_one_line(capsys, t
     name = target if denied == "the folder" else model / denied
     assert rc == 2 and errors_of(err) == [f"error: {name}: cannot read the model directory (Permission denied)"], err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_an_unreadable_file_in_a_scan_is_listed_as_skipped_and_a_named_one_fails(capsys, tiny_model_dir, folder,
+                                                                                monkeypatch):
+    """(Tests may run as root, whom permissions do not stop: the system's answer is simulated.)"""
+    import runtime.headers
+    cv2.imwrite(str(folder / "locked.png"), photo(seed=3))
+    real_access = os.access
+    monkeypatch.setattr(runtime.headers.os, "access",
+                        lambda p, mode: False if Path(p).name == "locked.png" else real_access(p, mode))
+    stats = folder.parent / "s.json"
+    rc, err = upscale(capsys, tiny_model_dir, folder, "-o", folder.parent / "out", "--stats", stats)
+    assert rc == 0 and json.loads(stats.read_text())["skipped"] == [
+        f"skipped {folder / 'locked.png'}: cannot read (permission denied)"], err
+    rc, err = upscale(capsys, tiny_model_dir, folder / "locked.png", "-o", folder.parent / "x.png")
+    assert rc == 1 and errors_of(err) == [f"error: {folder / 'locked.png'}: cannot read (permission denied)"], err
+    assert sorted(p.name for p in (folder.parent / "out").iterdir()) == ["a_x4.png"]
