@@ -18,6 +18,7 @@ from runtime.atomic import write_json
 from runtime.errors import UserError
 
 from .models import Network
+from .fidelity import MAX_CORRECTION
 from .quant.arith import MAX_BITS, MIN_BITS
 from .quant.points import ENGINES
 from .quant.qgraph import QuantGraph
@@ -44,6 +45,7 @@ def to_dict(qm: QuantGraph, network: Network, settings: dict[str, Any], report: 
         "layer_factor_params": qm.layer2bit.m.detach().tolist(),
         "layer_factors": qm.layer2bit.factors(),
         "variant_bits": {str(f): qm.variant_bits(f) for f in (-1, 0, 1)},
+        "output_correction": {str(f): qm.correction[f + 1].tolist() for f in (-1, 0, 1)},
         "engines": list(ENGINES),  # whose quantization points these ranges serve (quant/points.py)
         "cheap_rung": cheap_rung,
         "activations": {p.name: dict(zip(("lower", "upper"), qm.quantizer[p.name].bound_values()), bits=p.bits)
@@ -126,6 +128,10 @@ def check_bounds(data: dict[str, Any], path: Path) -> None:
              "i2b_thresholds is not a [lower, upper] pair")
     lo, hi = (_number(v, "I2B threshold", path) for v in data["i2b_thresholds"])
     _require(lo <= hi, path, f"I2B thresholds [{lo:g}, {hi:g}]: the lower one is above the upper one")
+    for f, values in data.get("output_correction", {}).items():
+        _require(f in ("-1", "0", "1") and isinstance(values, list), path, f"output_correction {f!r} is malformed")
+        for v in values:
+            _number(v, f"output correction of variant {f}", path, -MAX_CORRECTION, MAX_CORRECTION)
     rung = data["cheap_rung"]
     _require(rung["kind"] == "bicubic", path, "cheap_rung must be bicubic")
     if rung["threshold"] is not None:
@@ -191,6 +197,13 @@ def load_payload(data: dict[str, Any], network: Network, path) -> QuantGraph:
             qm.layer2bit.m.copy_(m)
             qm.image2bit.lower.fill_(lo)
             qm.image2bit.upper.fill_(hi)
+        correction = data.get("output_correction")  # absent: an artifact from before casts were corrected
+        if correction is not None:
+            _require(sorted(correction) == ["-1", "0", "1"] and all(len(correction[f]) == qm.graph.n_colors
+                                                                  for f in correction), path,
+                     f"output_correction needs {qm.graph.n_colors} values for each of the variants -1, 0, 1")
+            with torch.no_grad():
+                qm.correction.copy_(torch.tensor([correction[f] for f in ("-1", "0", "1")]))
         _require(data["variant_bits"] == {str(f): qm.variant_bits(f) for f in (-1, 0, 1)}, path,
                  f"variant_bits {data['variant_bits']} do not follow from the layer factors")
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -17,13 +17,15 @@ import argparse
 import dataclasses
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch.nn.utils import parametrize
 from tqdm import tqdm
 
 from runtime.atomic import check_json_target
@@ -33,12 +35,15 @@ from runtime.errors import UserError
 
 from . import artifact
 from .data import calibration_images
+from .fidelity import fit_routes, self_check, visibly_off
 from .models import Network, load_network
 from .quant.qgraph import QuantGraph
 from .quant.quantizers import bit_aware_clip
 from .rung_calibration import calibrate_rung
 
 METHODS = ("adabm", "minmax", "percentile")
+SELF_CHECK_IMAGES = 8  # calibration images the self-check runs every route on (about 20 s for EDSR x4 on 2 cores)
+ROUTE_IMAGES = 16  # further calibration images each variant's colour cast and step are measured on
 MIN_PATCH = 16  # LR pixels: below this a patch is mostly zero padding to a 3x3 conv stack
 STAGES = ("weight_clip", "act_bounds", "bit_mapping")
 
@@ -64,6 +69,12 @@ class Settings:
     lambda_bit: float = 50.0
     bit_target: float | None = None  # b_tar of the bit loss; None = b_base (the paper)
     lr_weight_clip: float = 0.01
+    # Adam moves every parameter by about its learning rate per step, whatever the parameter's size: 0.01 is a 6%
+    # step on the paper's EDSR-baseline clips (median 0.16) but 7-50% on realesr-animevideov3's (0.02-0.15),
+    # and per-channel clips span more still. With clip_step set, the clips are learnt as log(clip) at that rate:
+    # a relative step of about clip_step for every clip of every network (0.06: the paper's step on its own
+    # network). None: the paper's absolute lr_weight_clip.
+    clip_step: float | None = 0.06
     lr_act_bounds: float = 0.01
     lr_layer_factors: float = 0.01
     lr_i2b: float = 0.1
@@ -158,13 +169,43 @@ def initialise(qm: QuantGraph, sampler: PatchSampler, s: Settings, device: str) 
     return report
 
 
-def param_groups(qm: QuantGraph, s: Settings) -> dict[str, tuple[list[torch.nn.Parameter], float]]:
+class _Exp(torch.nn.Module):
+    """clip = exp(theta): Adam's steps on theta are relative steps of the clip."""
+
+    def forward(self, theta: torch.Tensor) -> torch.Tensor:
+        return theta.exp()
+
+    def right_inverse(self, clip: torch.Tensor) -> torch.Tensor:
+        return clip.abs().clamp_min(1e-8).log()
+
+
+@contextmanager
+def relative_clips(qm: QuantGraph, s: Settings) -> Iterator[None]:
+    """With Settings.clip_step, the weight clips are learnt in log space for the block (torch parametrize);
+    the plain clips come back, at their learnt values, after it."""
+    if not s.clip_step:
+        yield
+        return
+    for conv in qm.qconvs():
+        parametrize.register_parametrization(conv.wq, "clip", _Exp())
+    try:
+        yield
+    finally:
+        for conv in qm.qconvs():
+            parametrize.remove_parametrizations(conv.wq, "clip", leave_parametrized=True)
+
+
+def param_groups(qm: QuantGraph, s: Settings) -> dict[str, list[dict]]:
+    """Adam parameter groups ({"params", "lr"}) per stage group; with relative clip steps (inside
+    relative_clips), the clips' log-space parameters at clip_step."""
     acts = [p for q in qm.act_quantizers() for p in ((q.upper,) if q.unsigned else (q.lower, q.upper))]
-    groups = {"weight_clip": ([c.wq.clip for c in qm.qconvs()], s.lr_weight_clip),
-              "act_bounds": (acts, s.lr_act_bounds)}
+    relative = s.clip_step and parametrize.is_parametrized(qm.qconvs()[0].wq, "clip")
+    clips = [c.wq.parametrizations.clip.original if relative else c.wq.clip for c in qm.qconvs()]
+    groups = {"weight_clip": [{"params": clips, "lr": s.clip_step if relative else s.lr_weight_clip}],
+              "act_bounds": [{"params": acts, "lr": s.lr_act_bounds}]}
     if qm.adaptive_bits:
-        groups["layer_factors"] = ([qm.layer2bit.m], s.lr_layer_factors)
-        groups["i2b"] = ([qm.image2bit.lower, qm.image2bit.upper], s.lr_i2b)
+        groups["layer_factors"] = [{"params": [qm.layer2bit.m], "lr": s.lr_layer_factors}]
+        groups["i2b"] = [{"params": [qm.image2bit.lower, qm.image2bit.upper], "lr": s.lr_i2b}]
     return groups
 
 
@@ -233,11 +274,16 @@ class TrainStep:
 
 def finetune(qm: QuantGraph, sampler: PatchSampler, s: Settings, device: str, progress: bool) -> list[float]:
     """Fine-tuning phase: returns the mean loss per epoch."""
+    with relative_clips(qm, s):
+        return _finetune(qm, sampler, s, device, progress)
+
+
+def _finetune(qm: QuantGraph, sampler: PatchSampler, s: Settings, device: str, progress: bool) -> list[float]:
     groups = param_groups(qm, s)
-    tuned = [p for params, _ in groups.values() for p in params]
+    tuned = [p for group in groups.values() for g in group for p in g["params"]]
     for p in tuned:
         p.requires_grad_(True)
-    opts = {name: torch.optim.Adam(params, lr=lr) for name, (params, lr) in groups.items()}
+    opts = {name: torch.optim.Adam(group) for name, group in groups.items()}
     stage_groups = {"weight_clip": ["weight_clip"], "act_bounds": ["act_bounds"],
                     "bit_mapping": ["layer_factors", "i2b"] if qm.adaptive_bits else ["act_bounds"]}
     losses = []
@@ -318,13 +364,19 @@ def calibrate(model: Path | Network, calib_dir: Path, s: Settings, device: str =
     report = initialise(qm, sampler, s, device)
     report["patch"] = sampler.patch
     report["notices"] = notices
+    initial_clips = {c.name: c.wq.clip.detach().cpu().clone() for c in qm.qconvs()}
     if s.finetune:
         report["epoch_losses"] = [round(v, 4) for v in finetune(qm, sampler, s, device, progress)]
     qm.cpu().eval()
     with torch.no_grad():
         cs = torch.tensor([gradient_density(im) for im in images])
         report["fab_calibration_images"] = float(qm.bits(cs).mean())
+    checked, rest = images[:SELF_CHECK_IMAGES], images[SELF_CHECK_IMAGES:] or images
+    report["routes"] = fit_routes(qm, rest[:ROUTE_IMAGES], s.rung_patch)  # not the self-check's images
     cheap_rung = calibrate_rung(qm, images, s.budget_db, s.rung_patch)
+    report["self_check"] = self_check(qm, checked, s.rung_patch, cheap_rung["threshold"], initial_clips)
+    if report["self_check"]["warnings"]:
+        warn(visibly_off(report["self_check"]["warnings"]))
     report["seconds"] = round(time.perf_counter() - start, 1)
     report["device"] = device
     if device == "cuda":

@@ -8,6 +8,12 @@ routing every cell at or below it to the rung lowers the mean Y-PSNR against the
 budget, compared with routing every cell to the network. A budget of 0 turns the rung off, so the output is
 exactly the all-network one.
 
+Each cell must also fit the rung on its own (worst case over cells, not a mean): the rung's output there is
+within fidelity.VISIBLE_PSNR_DB (40 dB) Y-PSNR of the FP32 output, and its colour cast differs from that of the
+network route the cell would take by at most fidelity.SEAM_BOUND (2 levels per channel), so a model that paints
+flat regions otherwise than bicubic (a GAN) keeps the rung off, and a cheap cell never shows a seam. The
+threshold stays below the flattest cell that does not fit.
+
 The rung is for the easiest cells: candidates are those below AdaBM's own lower image-to-bit threshold (the
 cells it already gives fewer bits; for a non-adaptive model, the 10th percentile of cell complexity). An image
 without candidates loses nothing at any threshold, so only images with one are simulated.
@@ -21,14 +27,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from runtime import rung
 from runtime.cells import cell_bounds
 from runtime.complexity import gradient_density
 
+from .fidelity import CHEAP, SEAM_BOUND, VISIBLE_PSNR_DB, cells_of, route_outputs, step
 from .metrics import rgb_to_y, to_uint8
-from .network.graph import run as run_graph
 from .quant.qgraph import QuantGraph
 
 MIN_MSE = 1e-6  # a reference matched exactly: keep the ratio of MSEs finite
@@ -40,6 +45,7 @@ class ImageCells:
     se_network: np.ndarray  # per cell: sum of squared Y errors against the FP32 output
     se_rung: np.ndarray
     pixels: int  # HR pixels of the image
+    fits: np.ndarray  # per cell: the rung would not show there (fidelity: its noise and its step to the network)
 
 
 def _y(image: np.ndarray) -> np.ndarray:
@@ -62,35 +68,27 @@ def candidate_limit(qm: QuantGraph, complexities: list[np.ndarray]) -> float:
 
 
 def measure(qm: QuantGraph, images: list[np.ndarray], patch: int) -> list[ImageCells]:
-    """Per-cell complexity and errors of the network and the rung, for the images (uint8 LR HxWx3) that have a
-    candidate cell; the others cannot lose anything."""
+    """Per-cell complexity and errors of the network and the rung, and whether the rung fits the cell, for the
+    images (uint8 LR HxWx3) that have a candidate cell; the others cannot lose anything."""
     scale = qm.scale
-    lower, upper = qm.image2bit.thresholds()
-    stand_in = {-1: lower - 1.0, 0: (lower + upper) / 2, 1: upper + 1.0}  # a complexity that maps to the factor
     all_complexities = [_complexities(lr, patch) for lr in images]
     limit = candidate_limit(qm, all_complexities)
     out = []
     for lr, complexity in zip(images, all_complexities):
         if not (complexity < limit).any():
             continue
-        x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))).float()[None]
-        with torch.no_grad():
-            ref = _y(run_graph(qm.graph, x)[0].permute(1, 2, 0).numpy())
-        cheap = _y(rung.upscale(lr.astype(np.float32), scale))
-        cells = _cells(lr, patch)
-        factors = [-1 if c < lower else (1 if c > upper else 0) for c in complexity] if qm.adaptive_bits else \
-            [0] * len(cells)
-        network = {}
-        for f in sorted(set(factors)):
-            with torch.no_grad():
-                network[f] = _y(qm(x, torch.tensor([stand_in[f]]))[0].permute(1, 2, 0).numpy())
+        ref, outs = route_outputs(qm, lr)
+        cells = cells_of(qm, lr, patch, ref, outs)
+        ref_y, cheap_y = _y(ref), _y(outs[CHEAP])
+        network = {f: _y(o) for f, o in outs.items() if f != CHEAP}
         se_net, se_rung = [], []
-        for (y0, y1, x0, x1), f in zip(cells, factors):
+        for (y0, y1, x0, x1), cell in zip(_cells(lr, patch), cells):
             region = np.s_[y0 * scale:y1 * scale, x0 * scale:x1 * scale]
-            se_net.append(float(((network[f][region] - ref[region]) ** 2).sum()))
-            se_rung.append(float(((cheap[region] - ref[region]) ** 2).sum()))
+            se_net.append(float(((network[cell.route][region] - ref_y[region]) ** 2).sum()))
+            se_rung.append(float(((cheap_y[region] - ref_y[region]) ** 2).sum()))
+        fits = np.array([c.psnr[CHEAP] >= VISIBLE_PSNR_DB and step(c, CHEAP, c.route) <= SEAM_BOUND for c in cells])
         out.append(ImageCells(np.where(complexity < limit, complexity, np.inf), np.array(se_net), np.array(se_rung),
-                              ref.size))
+                              ref_y.size, fits))
     return out
 
 
@@ -107,13 +105,17 @@ def drop_db(images: list[ImageCells], threshold: float | None, n_images: int | N
 
 
 def choose_threshold(images: list[ImageCells], budget_db: float, n_images: int) -> float | None:
-    """The largest candidate complexity whose routing drop stays within the budget; None for a zero budget or
-    when not even the flattest cell fits."""
+    """The largest candidate complexity below every cell the rung does not fit (worst case over cells) whose
+    routing drop stays within the budget (mean over images); None for a zero budget or when not even the
+    flattest cell fits."""
     if budget_db <= 0 or not images:
         return None
-    candidates = np.unique(np.concatenate([im.complexity for im in images]))
-    fitting = [float(c) for c in candidates[np.isfinite(candidates)]
-               if drop_db(images, float(c), n_images) <= budget_db]
+    complexity = np.concatenate([im.complexity for im in images])
+    fits = np.concatenate([im.fits for im in images])
+    # worst case over cells: no threshold reaches past the flattest cell the rung does not fit
+    ceiling = complexity[~fits].min() if (~fits).any() else np.inf
+    candidates = np.unique(complexity[np.isfinite(complexity) & (complexity < ceiling)])
+    fitting = [float(c) for c in candidates if drop_db(images, float(c), n_images) <= budget_db]
     return max(fitting) if fitting else None
 
 

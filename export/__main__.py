@@ -19,6 +19,7 @@ import torch
 
 from adabm_deploy import artifact
 from adabm_deploy.calibrate import PRESETS, Settings, calibrate
+from adabm_deploy.fidelity import visibly_off
 from adabm_deploy.models import load_network
 from runtime.command import run_cli
 from runtime.errors import UserError
@@ -57,6 +58,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.qconfig is not None:
         qm = artifact.load(args.qconfig, network)
         data = artifact.read(args.qconfig)
+        found = data.get("report", {}).get("self_check", {}).get("warnings")
+        if found:  # calibration said so when it ran; the user exporting it may not have seen that
+            print(f"warning: {args.qconfig}: {visibly_off(found)}", file=sys.stderr)
     else:
         if args.device == "cuda" and not torch.cuda.is_available():
             raise UserError("--device cuda: no CUDA device available to torch")

@@ -358,6 +358,11 @@ class GraphWriter:
             if y is not None:
                 env[node.name] = y
         out = env[self.graph.output]
+        correction = self.qm.correction[self.factor + 1].numpy() if self.quantized else None
+        if correction is not None and correction.any():  # the variant's colour-cast correction (fidelity.py)
+            c = self.graph.n_colors
+            out = self.op("Add", [out, self.const("output_correction", correction.reshape(1, c, 1, 1))],
+                          "output_correction")
         if self.nodes[-1].output[0] == out:  # the last op writes the graph output under its name
             self.nodes[-1].output[0] = self.nodes[-1].name = "sr"
         else:

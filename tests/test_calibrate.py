@@ -134,7 +134,7 @@ def test_cuda_graph_step_gives_the_eager_gradients(x2_checkpoint, t91):
     qm = calib.QuantGraph(load_network(x2_checkpoint).graph, 4, 4, True).cuda()
     sampler = PatchSampler(calibration_images(t91, s.n_images, 2, 0), s.patch, 0)
     calib.initialise(qm, sampler, s, "cuda")
-    tuned = [p for params, _ in calib.param_groups(qm, s).values() for p in params]
+    tuned = [p for group in calib.param_groups(qm, s).values() for g in group for p in g["params"]]
     for p in tuned:
         p.requires_grad_(True)
     step = calib.TrainStep(qm, tuned, s, *sampler.random_batch(s.batch, "cuda"))
@@ -154,7 +154,7 @@ def test_the_cheap_rung_threshold_is_the_largest_within_the_budget_and_zero_turn
     # two images of four 100-pixel cells, network error 1 per pixel; the rung's error is 1.2x the network's on
     # the flattest cell, 3x on the next; the two textured cells are no candidates (inf)
     cells = [ImageCells(np.array([1.0, 3.0, np.inf, np.inf]), np.full(4, 100.0),
-                        np.array([120.0, 300.0, 1e4, 1e4]), 400) for _ in range(2)]
+                        np.array([120.0, 300.0, 1e4, 1e4]), 400, np.ones(4, bool)) for _ in range(2)]
     assert drop_db(cells, None, 2) == 0.0
     assert drop_db(cells, 1.0, 2) == pytest.approx(10 * np.log10(420 / 400))
     assert drop_db(cells, 3.0, 2) == pytest.approx(10 * np.log10(620 / 400))
@@ -164,6 +164,12 @@ def test_the_cheap_rung_threshold_is_the_largest_within_the_budget_and_zero_turn
     assert choose_threshold(cells, 2.0, 2) == 3.0
     assert choose_threshold(cells, 0.1, 200) == 3.0  # the images without candidates lose nothing
     assert choose_threshold([], 1.0, 2) is None
+    # worst case over cells: one image's second cell shows the rung (a GAN painting flat regions its own way),
+    # so no threshold reaches it, whatever the budget
+    cells[1].fits[1] = False
+    assert choose_threshold(cells, 2.0, 2) == 1.0
+    cells[0].fits[0] = False
+    assert choose_threshold(cells, 2.0, 200) is None
 
 
 def test_calibration_sets_the_cheap_rung_on_the_calibration_images(calibrated):

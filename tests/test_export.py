@@ -61,10 +61,12 @@ def fused_ops(model, tmp_path) -> list[str]:
 
 
 def with_factors(qm: QuantGraph) -> QuantGraph:
-    """Thresholds at 10 / 40 and layer factors cycling -1, 0, +1, so the three variants differ."""
+    """Thresholds at 10 / 40 and layer factors cycling -1, 0, +1, so the three variants differ; each variant
+    with its own colour-cast correction, so a graph that drops it is a few levels off."""
     with torch.no_grad():
         qm.image2bit.lower.fill_(10.0)
         qm.image2bit.upper.fill_(40.0)
+        qm.correction.copy_(torch.tensor([[1.5, -2.0, 0.75], [-0.5, 0.25, 1.0], [2.5, 0.0, -1.5]]))
         qm.layer2bit.m.copy_(torch.tensor([(-1.0, 0.0, 1.0)[i % 3] for i in range(qm.layer2bit.m.numel())]))
     return qm
 

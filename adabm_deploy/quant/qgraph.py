@@ -65,6 +65,9 @@ class QuantGraph(nn.Module):
         self.features = set(graph.features)
         self.image2bit = ImageToBit()
         self.layer2bit = LayerToBit(len(self.plan.adaptive))
+        # per image-wise factor (-1, 0, +1), an offset per output colour that cancels the variant's mean cast
+        # against the FP32 output (set after fine-tuning, fidelity.correction_for); zero until then
+        self.register_buffer("correction", torch.zeros(3, graph.n_colors))
         self.adaptive_bits = True  # False: static b_base everywhere (MinMax / Percentile baselines)
         self.quant_enabled = True
         self.requires_grad_(False)
@@ -86,6 +89,7 @@ class QuantGraph(nn.Module):
                              .bound_values())
             for conv in other.qconvs():
                 conv.wq.clip.copy_(self.conv[conv.name].wq.clip)
+            other.correction.copy_(self.correction)
             other.layer2bit.load_state_dict(self.layer2bit.state_dict())
             other.image2bit.load_state_dict(self.image2bit.state_dict())
         return other
@@ -145,10 +149,11 @@ class QuantGraph(nn.Module):
         return q.quantize(x, float(self.a_bits if point.bits == "fixed" else FIXED_8))
 
     def forward(self, x: torch.Tensor, complexity: torch.Tensor | None = None,
-                features: list | None = None, observe: dict | None = None) -> torch.Tensor:
+                features: list | None = None, observe: dict | None = None, taps: dict | None = None) -> torch.Tensor:
         """x: [N, C, H, W] RGB 0..255; complexity: [N] gradient densities (needed when quantizing).
         `features` collects the feature blocks' outputs (for the SKT loss); `observe` (in fp_mode) collects FP
-        statistics, mapping quantizer names to the number of activation values to keep as a sample."""
+        statistics, mapping quantizer names to the number of activation values to keep as a sample; `taps`
+        collects every node's value by name (for per-layer error reports)."""
         bits = None
         if self.quant_enabled:
             if complexity is None:
@@ -171,6 +176,13 @@ class QuantGraph(nn.Module):
             if node.name in plan.outputs:
                 value = self._point(plan.outputs[node.name], value[0], bits, observe)
             values[node.name] = value
+            if taps is not None:
+                taps[node.name] = value[0]
             if features is not None and node.name in self.features:
                 features.append(value[0])
-        return values[self.graph.output][0]
+        y = values[self.graph.output][0]
+        if not self.quant_enabled:
+            return y
+        factor = self.image2bit(complexity).detach().round().long() if self.adaptive_bits else \
+            torch.zeros(len(complexity), dtype=torch.long, device=y.device)
+        return y + self.correction[factor + 1][:, :, None, None]
