@@ -19,7 +19,7 @@ from .engines import Engine
 from .errors import UserError
 from .images import as_float, to_dtype
 from .manifest import FACTORS
-from .routing import CHEAP, route
+from .routing import CHEAP, FP32, route
 from .schedule import WindowSchedule
 from .tiling import BandStitcher, Grid, Tile, plan
 
@@ -31,7 +31,9 @@ class Report:
     seconds: float = 0.0
 
     def counts(self) -> dict[str, int]:
-        return {CHEAP: self.factors.count(CHEAP), **{f"{f:+d}": self.factors.count(f) for f in (-1, 0, 1)}}
+        """Cells per route that ran: the cheap rung, each INT8 variant, and the FP32 graph where it ran."""
+        counts = {CHEAP: self.factors.count(CHEAP), **{f"{f:+d}": self.factors.count(f) for f in (-1, 0, 1)}}
+        return counts | ({FP32: self.factors.count(FP32)} if FP32 in self.factors else {})
 
     def fab(self, layer_fab: dict[int, float]) -> float | None:
         """Mean activation bits over the adaptive layers of the cells the network ran, weighted by each cell's
@@ -126,7 +128,9 @@ class Upscaler:
         stitcher = BandStitcher(grid, self.scale, 3, dtype, lambda block: to_dtype(block, dtype))
 
         tiles = grid.tiles()  # all routed first (microseconds a cell): the schedule counts the network windows
-        report.factors = route(rgb, tiles, self.engine.model, self.fixed, self.cheap)
+        # what each cell ran: with --variant fp32 the FP32 graph, whatever the routing would have chosen
+        report.factors = [FP32] * len(tiles) if self.fp32 else route(rgb, tiles, self.engine.model, self.fixed,
+                                                                      self.cheap)
         for tile, sr in zip(tiles, self._outputs(rgb, list(zip(tiles, report.factors)))):
             band = stitcher.add(tile, sr)
             if progress is not None:

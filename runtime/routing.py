@@ -12,8 +12,10 @@ from .rung import is_cheap
 from .tiling import Grid, Tile
 
 CHEAP = "cheap"  # a cell's route that runs no network
-# overlay colours (RGB) of the route: cheap rung yellow, fewer bits blue, base green, more bits red
-FACTOR_COLORS = {CHEAP: (250, 215, 30), -1: (40, 90, 255), 0: (40, 200, 60), 1: (255, 50, 40)}
+FP32 = "fp32"  # a cell that ran the FP32 graph (--variant fp32)
+# overlay colours (RGB) of the route: cheap rung yellow, fewer bits blue, base green, more bits red, FP32 gray
+FACTOR_COLORS = {CHEAP: (250, 215, 30), -1: (40, 90, 255), 0: (40, 200, 60), 1: (255, 50, 40),
+                 FP32: (200, 200, 200)}
 
 
 def cell_complexity(rgb: np.ndarray, tile: Tile) -> float:

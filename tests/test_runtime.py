@@ -435,3 +435,16 @@ def test_a_non_finite_model_output_is_refused_for_that_image_and_the_batch_goes_
     records, failures = process([Job(src, tmp_path / "out.png")], Upscaler(NonFiniteEngine(), 48, 2, cheap=False))
     assert not records and len(failures) == 1 and not (tmp_path / "out.png").exists()
     assert failures[0].startswith(f"{src}: the model's output is not finite"), failures
+
+
+def test_variant_fp32_reports_fp32_cells_not_the_int8_variants_routing_would_pick(tmp_path, lr_image):
+    """--variant fp32 counted cells per INT8 variant in the CLI line and --stats, though none ran."""
+    out, stats, bits = tmp_path / "out.png", tmp_path / "s.json", tmp_path / "bits.png"
+    proc = upscale_cli(lr_image, "-o", out, "--variant", "fp32", "--stats", stats, "--bitmap", bits,
+                       "--threads", "1")
+    assert proc.returncode == 0, proc.stderr
+    record = json.loads(stats.read_text())["images"][0]
+    n = sum(record["cells"].values())
+    assert record["cells"] == {"cheap": 0, "-1": 0, "+0": 0, "+1": 0, "fp32": n} and n > 0
+    assert record["fab"] is None and f"'fp32': {n}" in proc.stdout
+    assert bits.is_file()  # the overlay has a colour for FP32 cells (gray)
