@@ -151,7 +151,7 @@ def test_the_bitmap_shows_the_cheap_rung_in_its_own_colour():
     bitmap = overlay(lr, grid, [CHEAP, 1]).astype(int)
     assert bitmap.shape == (96 * 6, 192 * 6, 3)  # the short side enlarged to at least 512 px
     left, right = bitmap[240, 240], bitmap[240, 840]  # inside each cell, away from the borders
-    assert len({tuple(c) for c in FACTOR_COLORS.values()}) == 4  # four routes, four colours
+    assert len({tuple(c) for c in FACTOR_COLORS.values()}) == 5  # five routes (FP32 too), five colours
     expected = [np.round(0.55 * 128 + 0.45 * np.array(FACTOR_COLORS[f])) for f in (CHEAP, 1)]
     assert np.abs(left - expected[0]).max() <= 1 and np.abs(right - expected[1]).max() <= 1
 
