@@ -31,6 +31,7 @@ from tqdm import tqdm
 from runtime.atomic import check_json_target
 from runtime.command import run_cli
 from runtime.complexity import gradient_density
+from runtime.cpu import free_cores
 from runtime.errors import UserError
 
 from . import artifact
@@ -347,9 +348,21 @@ def check_calibration_set(images: list[np.ndarray], s: Settings, calib_dir: Path
 
 
 def calibrate(model: Path | Network, calib_dir: Path, s: Settings, device: str = "cpu", progress: bool = True,
-              warn: Callable[[str], None] = warn_stderr, scale: int | None = None) -> tuple[QuantGraph, dict]:
+              warn: Callable[[str], None] = warn_stderr, scale: int | None = None,
+              threads: int = 0) -> tuple[QuantGraph, dict]:
     """Run Algorithm 1 (or a baseline) on a checkpoint (or a network already loaded) and return the calibrated
-    model and the artifact payload."""
+    model and the artifact payload. threads: torch's intra-op threads for the calibration (0: the cores free
+    now, cpu.free_cores); the caller's setting is restored after."""
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads or free_cores())
+    try:
+        return _calibrate(model, calib_dir, s, device, progress, warn, scale)
+    finally:
+        torch.set_num_threads(previous)
+
+
+def _calibrate(model: Path | Network, calib_dir: Path, s: Settings, device: str, progress: bool,
+               warn: Callable[[str], None], scale: int | None) -> tuple[QuantGraph, dict]:
     if s.method not in METHODS:
         raise UserError(f"unknown method {s.method!r} (choose from {', '.join(METHODS)})")
     torch.manual_seed(s.seed)
@@ -421,6 +434,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
                    help="paper: the paper's schedule; cpu: shorter fine-tuning for a 2-core CPU")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
+    p.add_argument("--threads", type=int, default=0,
+                   help="torch threads (default 0: the cores not busy with other work when it starts)")
     p.add_argument("--budget-db", type=float, default=Settings.budget_db, metavar="DB",
                    help="cheap rung: the mean Y-PSNR (against the FP32 output, on the calibration images) that "
                         "routing the flattest cells to bicubic may cost; 0 turns the rung off (default: %(default)s)")
@@ -458,13 +473,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"wrote {args.output}: cheap rung threshold {rung['threshold']} for {args.budget_db} dB "
               f"({rung['calibration_cheap_cells']} of {rung['calibration_cells']} calibration cells)")
         return 0
+    if args.threads < 0:
+        raise UserError(f"--threads {args.threads}: must be 0 (the free cores) or more")
     _, payload = calibrate(args.model, args.calib_dir, settings, args.device, progress=sys.stderr.isatty(),
-                           scale=args.scale)
+                           scale=args.scale, threads=args.threads)
     artifact.save(args.output, payload)
     r = payload["report"]
     print(f"wrote {args.output}: {settings.method} W{settings.w_bits}A{settings.a_bits} "
           f"{'full' if settings.full_quant else 'body-only'}, FAB {r['fab_calibration_images']:.2f} on calibration "
-          f"images, {r['seconds']} s on {args.device}")
+          f"images, {r['seconds']} s on {args.device} ({r['torch_threads']} torch threads)")
     return 0
 
 

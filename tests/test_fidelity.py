@@ -154,3 +154,23 @@ def test_clip_steps_are_relative_to_each_clip(tmp_path):
     assert all(type(conv.wq.clip) is torch.nn.Parameter for conv in qm.qconvs())
     paper = calib.param_groups(qm, Settings(clip_step=None))["weight_clip"]
     assert len(paper) == 1 and paper[0]["lr"] == Settings.lr_weight_clip
+
+
+def test_calibration_threads_follow_the_free_cores(monkeypatch, tmp_path):
+    """Beside other work, torch's OpenMP threads spin against it (668 s instead of 58 s in the issue): the
+    default is the usable cores minus the 1-minute load, at least one, and the caller's setting comes back."""
+    from benchmarks import zoo
+    from runtime import cpu
+    monkeypatch.setattr(cpu.os, "sched_getaffinity", lambda pid: {0, 1, 2, 3}, raising=False)
+    monkeypatch.setattr(cpu.os, "getloadavg", lambda: (2.6, 1.0, 1.0))
+    assert cpu.free_cores() == 1
+    monkeypatch.setattr(cpu.os, "getloadavg", lambda: (0.2, 1.0, 1.0))
+    assert cpu.free_cores() == 4
+    monkeypatch.setattr(cpu.os, "getloadavg", lambda: (9.0, 1.0, 1.0))
+    assert cpu.free_cores() == 1
+    path = zoo.save("edsr", tmp_path, 2)
+    before = torch.get_num_threads()
+    _, payload = calibrate(path, shared_path("data", "train", "T91"),
+                           Settings(w_bits=8, a_bits=8, n_images=4, patch=16, finetune=False, budget_db=0),
+                           progress=False, warn=lambda line: None)
+    assert payload["report"]["torch_threads"] == 1 and torch.get_num_threads() == before
