@@ -345,7 +345,7 @@ def test_export_bad_inputs_exit_2_and_leave_no_directory(tiny_artifact, x2_check
     blocker.write_text("not a folder")
     cases = [
         ([tmp_path / "none.pt", "--qconfig", tiny_artifact], "checkpoint not found"),
-        ([foreign, "--qconfig", tiny_artifact], "foreign.pt: not a known checkpoint layout; closest is"),
+        ([foreign, "--qconfig", tiny_artifact], "foreign.pt: not a checkpoint of a supported architecture"),
         ([x4_checkpoint, "--qconfig", tiny_artifact], "calibrated for another checkpoint"),
         ([x2_checkpoint, "--qconfig", tmp_path / "none.json"], "calibration artifact not found"),
         ([x2_checkpoint, "--calib-dir", tmp_path / "no_images_here"], "calibration folder not found"),

@@ -168,8 +168,20 @@ def test_an_unknown_layout_names_the_closest_architecture_and_the_keys(tmp_path)
     sd["RDBs.0.attention.qkv.weight"] = torch.zeros(3)
     torch.save(sd, path)
     with pytest.raises(UserError, match=r"not a known checkpoint layout; closest is RDN \(EDSR-PyTorch rdn: \d+ of "
-                                        r"\d+ keys match\); keys that do not match: RDBs.0.attention.qkv.weight"):
+                                        r"\d+ keys match\); keys it has beyond RDN: RDBs.0.attention.qkv.weight$"):
         load_network(path)
+
+
+def test_carn_m_is_refused_naming_what_differs_from_carn():
+    """The official CARN-M: shared efficient residual blocks with an extra 1x1 conv and grouped 3x3 convs. It
+    was refused as "closest is CARN: 52 of 58 keys match", which did not say why."""
+    from conftest import shared_path
+    with pytest.raises(UserError) as info:
+        load_network(shared_path("weights", "carn_m.pth"))
+    message = str(info.value)
+    assert "closest is CARN" in message and "keys it has beyond CARN: b*.b1.body.4.weight" in message, message
+    assert "10 grouped convs (b1.b1.body.0.weight: 16 input channels of 64, groups=4), which this tool does not " \
+           "quantize" in message, message
 
 
 class _Attention(nn.Module):
@@ -219,8 +231,10 @@ def test_non_checkpoint_and_missing_file(tmp_path):
     with pytest.raises(UserError, match="nope.pt: checkpoint not found"):
         load_network(tmp_path / "nope.pt")
     torch.save({"foo": torch.zeros(1)}, tmp_path / "foreign.pt")
-    with pytest.raises(UserError, match="not a known checkpoint layout; closest is"):
+    with pytest.raises(UserError) as info:  # IMDN, PAN, RFDN were "closest is SRVGGNetCompact (0 of 92 keys match)"
         load_network(tmp_path / "foreign.pt")
+    assert str(info.value) == f"{tmp_path / 'foreign.pt'}: not a checkpoint of a supported architecture (EDSR, RDN, " \
+        "SRResNet, CARN, SRVGGNetCompact): none of its 1 keys belongs to one (it has foo)"
 
 
 @pytest.mark.parametrize("damage,expected", [

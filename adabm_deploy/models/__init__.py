@@ -2,6 +2,7 @@
 recognises a checkpoint's layout, binds it strictly and captures the network as a graph."""
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -40,8 +41,10 @@ class Network:
                 "layout": self.layout, "config": self.config}
 
 
-def match_layout(state: dict[str, torch.Tensor], source: str) -> tuple[Architecture, Layout]:
-    """The layout every key of `state` belongs to; else name the closest one and the keys it does not have."""
+def match_layout(state: dict[str, torch.Tensor], source: str, scale: int | None = None
+                 ) -> tuple[Architecture, Layout]:
+    """The layout every key of `state` belongs to; else say why not: no architecture has any of its keys, or
+    the closest layout with what differs (keys it lacks or has beyond, grouped convs)."""
     scored = []
     for arch in ARCHITECTURES:
         for layout in arch.layouts:
@@ -49,12 +52,53 @@ def match_layout(state: dict[str, torch.Tensor], source: str) -> tuple[Architect
             absent = layout.missing(state)
             if not unmatched and not absent:
                 return arch, layout
-            scored.append((len(state) - len(unmatched) - len(absent), arch, layout, unmatched, absent))
-    hits, arch, layout, unmatched, absent = max(scored, key=lambda s: s[0])
-    told = ([f"keys that do not match: {shown(unmatched, 4)}"] if unmatched else []) + \
-        ([f"keys it lacks: {shown(absent, 4)}"] if absent else [])
+            scored.append((len(state) - len(unmatched), arch, layout, unmatched, absent))
+    hits, arch, layout, unmatched, absent = max(scored, key=lambda s: s[0] - len(s[4]))
+    names = ", ".join(a.name for a in ARCHITECTURES)
+    if hits == 0:
+        raise UserError(f"{source}: not a checkpoint of a supported architecture ({names}): none of its {len(state)} "
+                        f"keys belongs to one (it has {shown(sorted(state), 4)})")
+    told = ([f"keys it has beyond {arch.name}: {shown(_folded(unmatched), 4)}"] if unmatched else []) + \
+        ([f"keys it lacks: {shown(absent, 4)}"] if absent else []) + \
+        _grouped({k: v for k, v in state.items() if k not in unmatched}, arch, layout, source, scale)
     raise UserError(f"{source}: not a known checkpoint layout; closest is {arch.name} ({layout.name}: "
-                    f"{len(state) - len(unmatched)} of {len(state)} keys match); " + "; ".join(told))
+                    f"{hits} of {len(state)} keys match); " + "; ".join(told))
+
+
+def _folded(keys: list[str]) -> list[str]:
+    """Keys with the numbers that vary among them folded (b1.b1.body.4.weight, b2.b1.body.4.weight, ... ->
+    b*.b*.body.4.weight): an extra layer in every block reads as one line."""
+    groups: dict[str, list[list[str]]] = {}
+    for key in keys:
+        groups.setdefault(re.sub(r"\d+", "#", key), []).append(re.findall(r"\d+", key))
+    out = []
+    for pattern, numbers in groups.items():
+        parts = iter("*" if len({n[i] for n in numbers}) > 1 else numbers[0][i] for i in range(len(numbers[0])))
+        out.append(re.sub("#", lambda _: next(parts), pattern))
+    return out
+
+
+def _grouped(matched: dict[str, torch.Tensor], arch: Architecture, layout: Layout, source: str,
+             scale: int | None) -> list[str]:
+    """Grouped convolutions among the keys that do match: a weight with the architecture's output channels
+    but a 1/g share of its input channels (CARN-M and other mobile variants). The tool does not quantize them."""
+    renamed = {new: v for k, v in matched.items() if (new := layout.rename(k)) is not None}
+    for s in (scale,) if scale else (None, 2, 3, 4):
+        try:
+            expected = arch.build(renamed, source, s)[0].state_dict()
+            break
+        except (UserError, KeyError, IndexError, ValueError, RuntimeError):
+            continue
+    else:
+        return []
+    grouped = [(k, v, expected[new]) for k, v in matched.items() if (new := layout.rename(k)) in expected
+               and v.ndim == 4 and v.shape[0] == expected[new].shape[0] and v.shape[1] < expected[new].shape[1]
+               and expected[new].shape[1] % v.shape[1] == 0]
+    if not grouped:
+        return []
+    key, weight, want = grouped[0]
+    return [f"{len(grouped)} grouped convs ({key}: {weight.shape[1]} input channels of {want.shape[1]}, groups="
+            f"{want.shape[1] // weight.shape[1]}), which this tool does not quantize"]
 
 
 def load_network(path: str | Path, scale: int | None = None) -> Network:
@@ -63,7 +107,7 @@ def load_network(path: str | Path, scale: int | None = None) -> Network:
     path = Path(path)
     source = str(path)
     state = read_state_dict(path)
-    arch, layout = match_layout(state, source)
+    arch, layout = match_layout(state, source, scale)
     renamed = {new: v for k, v in state.items() if (new := layout.rename(k)) is not None}
     module, config = arch.build(renamed, source, scale)
     if scale is not None and config["scale"] != scale:
