@@ -9,6 +9,10 @@ rows at a time, so a PNG is encoded while the rows below it are still being comp
 from __future__ import annotations
 
 import contextlib
+import os
+import sys
+import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -78,11 +82,14 @@ def decode(data: bytes, path: Path, max_pixels: int = MAX_PIXELS) -> Picture:
     header = read_header(path, data, max_pixels)
     buf = np.frombuffer(data, np.uint8)
     try:
-        # ANYCOLOR | ANYDEPTH applies EXIF orientation and keeps 16 bits; only UNCHANGED keeps alpha (unrotated).
-        shown = cv2.imdecode(buf, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
-        raw = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
+        with decoder_errors() as errors:
+            # ANYCOLOR | ANYDEPTH applies EXIF orientation and keeps 16 bits; only UNCHANGED keeps alpha (unrotated)
+            shown = cv2.imdecode(buf, cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
+            raw = cv2.imdecode(buf, cv2.IMREAD_UNCHANGED)
     except cv2.error as exc:
         raise UserError(f"{path}: cannot decode image ({exc.err or 'OpenCV error'})") from None
+    if errors:  # the decoder said the data is damaged, and returned what it made of it anyway
+        raise UserError(f"{path}: damaged {header.format} data ({errors[0]})")
     if shown is None or shown.size == 0:
         raise UserError(f"{path}: cannot decode image (damaged {header.format} data)")
     if shown.dtype not in (np.uint8, np.uint16):
@@ -97,6 +104,34 @@ def decode(data: bytes, path: Path, max_pixels: int = MAX_PIXELS) -> Picture:
     gray = shown.ndim == 2 or bool(header.gray)
     rgb = np.repeat(shown[:, :, None], 3, axis=2) if shown.ndim == 2 else shown[:, :, ::-1]
     return Picture(np.ascontiguousarray(rgb), alpha, shown.dtype, gray)
+
+
+_STDERR_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def decoder_errors() -> Iterator[list[str]]:
+    """The errors OpenCV's decoders log while the block runs. libtiff reports a damaged LZW strip ("Not enough
+    data at scanline 0") and OpenCV still returns an image, garbage where the strip was; the only sign is that
+    log line, so stderr (the file descriptor the C++ logger writes to) is read for the block. Whatever else was
+    written there meanwhile is passed on."""
+    found: list[str] = []
+    with _STDERR_LOCK, tempfile.TemporaryFile() as log:
+        sys.stderr.flush()
+        saved = os.dup(2)
+        os.dup2(log.fileno(), 2)
+        try:
+            yield found
+        finally:
+            os.dup2(saved, 2)
+            os.close(saved)
+            log.seek(0)
+            text = log.read().decode(errors="replace")
+            for line in text.splitlines():
+                if "[ERROR" in line:  # "[ERROR:0@0.5] global grfmt_tiff.cpp:117 TIFF_Error LZWDecode: ..."
+                    found.append(line.split("TIFF_Error", 1)[-1].split("] ", 1)[-1].strip())
+                elif line.strip():
+                    print(line, file=sys.stderr)
 
 
 def from_array(array: np.ndarray, name: str = "array") -> Picture:

@@ -226,3 +226,16 @@ def test_videos_phones_and_editors_write_valid_or_damaged(tmp_path_factory):
             assert n == 5 and rot % 360 == rotation % 360, case
 
     run()
+
+
+def test_a_tiff_whose_compressed_data_is_damaged_is_refused_not_upscaled_as_garbage(tmp_path, capsys):
+    """Found by the property test above: libtiff reports a damaged LZW strip ("Not enough data at scanline 0"),
+    OpenCV returns an image anyway (garbage where the strip was), and it was upscaled with exit 0."""
+    data = bytes(cv2.imencode(".tiff", smooth(9, 12, 513), [cv2.IMWRITE_TIFF_COMPRESSION, 5])[1])
+    pos = len(data) // 2
+    src = tmp_path / "scan.tif"
+    src.write_bytes(data[:pos] + bytes([data[pos] ^ 2]) + data[pos + 1:])
+    assert run_cli(upscale_main, [str(src), "--threads", "1", "--engine", "onnxruntime"]) == 1
+    err = capsys.readouterr().err
+    assert f"error: {src}: damaged TIFF data (LZWDecode: Not enough data at scanline 0" in err, err
+    assert "TIFF_Error" not in err and sorted(p.name for p in tmp_path.iterdir()) == ["scan.tif"]
