@@ -5,10 +5,10 @@ network's output (both rounded to uint8, as saved): noise (Y-PSNR), a colour cas
 channel, in levels), and seams, where neighbouring cells run different routes (INT8 variants -1 / 0 / +1 or
 the cheap bicubic rung) whose casts differ. A route's cast on a cell is the mean difference over that cell; the
 step between two routes on one cell is the largest per-channel difference of their casts - what a border
-between them shows on that content; the largest step over the cells where two routes can meet (cells that run
-one of them) is the seam bound the self-check holds to SEAM_BOUND. Calibration reports these (its self-check),
-corrects each variant's mean cast (correction_for) and keeps the cheap rung off cells where the rung's cast or
-noise would show (rung_calibration.py).
+between them shows on that content. Over the cells where two routes can meet (cells that run one of them), the
+95th percentile of the step is held to SEAM_BOUND: calibration corrects each variant's mean cast and retires a
+variant that still steps further (fit_routes), keeps the cheap rung off cells where its cast or noise would show
+(rung_calibration.py), and reports all of it (self_check).
 """
 from __future__ import annotations
 
@@ -63,13 +63,14 @@ def factor_of(qm: QuantGraph, complexity: float) -> int:
     return -1 if complexity < lower else 1 if complexity > upper else 0
 
 
-def route_outputs(qm: QuantGraph, lr: np.ndarray) -> tuple[np.ndarray, dict]:
-    """(FP32 output, {route: output}) for an LR image (uint8 HxWx3), each rounded to uint8 as saved: every
-    INT8 variant the model has over the whole image, and the cheap rung."""
+def route_outputs(qm: QuantGraph, lr: np.ndarray, factors=None) -> tuple[np.ndarray, dict]:
+    """(FP32 output, {route: output}) for an LR image (uint8 HxWx3), each rounded to uint8 as saved: the INT8
+    variants (`factors`, default every one the model has) over the whole image, and the cheap rung."""
     x = _tensor(lr)
+    every = FACTORS if qm.adaptive_bits else (0,)
     with torch.no_grad():
         ref = to_uint8(_image(run_graph(qm.graph, x)))
-        outs = {f: to_uint8(_image(qm(x, stand_in(qm, f)))) for f in (FACTORS if qm.adaptive_bits else (0,))}
+        outs = {f: to_uint8(_image(qm(x, stand_in(qm, f)))) for f in every if factors is None or f in factors}
     outs[CHEAP] = to_uint8(rung.upscale(lr.astype(np.float32), qm.scale))
     return ref, outs
 
@@ -90,7 +91,8 @@ def cells_of(qm: QuantGraph, lr: np.ndarray, patch: int, ref: np.ndarray, outs: 
             c = gradient_density(lr[y0:y1, x0:x1].astype(np.float32))
             region = np.s_[y0 * s:y1 * s, x0 * s:x1 * s]
             diff = {r: (o[region].astype(np.float64) - ref[region]).reshape(-1, 3) for r, o in outs.items()}
-            found.append(Cell(c, (y1 - y0) * (x1 - x0) * s * s, factor_of(qm, c), {r: d.mean(0) for r, d in diff.items()},
+            found.append(Cell(c, (y1 - y0) * (x1 - x0) * s * s, factor_of(qm, c),
+                              {r: d.mean(0) for r, d in diff.items()},
                               {r: psnr(o[region], ref[region]) for r, o in outs.items()}))
     return found
 

@@ -15,8 +15,9 @@ flat regions otherwise than bicubic (a GAN) keeps the rung off, and a cheap cell
 threshold stays below the flattest cell that does not fit.
 
 The rung is for the easiest cells: candidates are those below AdaBM's own lower image-to-bit threshold (the
-cells it already gives fewer bits; for a non-adaptive model, the 10th percentile of cell complexity). An image
-without candidates loses nothing at any threshold, so only images with one are simulated.
+cells it already gives fewer bits; for a non-adaptive model, or one whose variant -1 was retired, the 10th
+percentile of cell complexity). An image without candidates loses nothing at any threshold, so only images with
+one are simulated.
 
 Against the FP32 output this is a strict measure: the quantized network is within a few LSB of it, so any
 bicubic texture counts in full. Measured on B100, thresholds that cost 0.21 / 0.70 dB by this measure cost
@@ -32,7 +33,7 @@ from runtime import rung
 from runtime.cells import cell_bounds
 from runtime.complexity import gradient_density
 
-from .fidelity import CHEAP, SEAM_BOUND, VISIBLE_PSNR_DB, cells_of, route_outputs, step
+from .fidelity import CHEAP, SEAM_BOUND, VISIBLE_PSNR_DB, cells_of, factor_of, route_outputs, step
 from .metrics import rgb_to_y, to_uint8
 from .quant.qgraph import QuantGraph
 
@@ -62,7 +63,7 @@ def _complexities(lr: np.ndarray, patch: int) -> np.ndarray:
 
 def candidate_limit(qm: QuantGraph, complexities: list[np.ndarray]) -> float:
     """Cells below this complexity may go to the rung."""
-    if qm.adaptive_bits:
+    if qm.adaptive_bits and qm.image2bit.thresholds()[0] > 0:  # 0: variant -1 retired (fidelity.fit_routes)
         return qm.image2bit.thresholds()[0]
     return float(np.percentile(np.concatenate(complexities), 10))
 
@@ -77,7 +78,8 @@ def measure(qm: QuantGraph, images: list[np.ndarray], patch: int) -> list[ImageC
     for lr, complexity in zip(images, all_complexities):
         if not (complexity < limit).any():
             continue
-        ref, outs = route_outputs(qm, lr)
+        routes = {factor_of(qm, c) for c in complexity}  # the variants this image's cells take, no more
+        ref, outs = route_outputs(qm, lr, routes)
         cells = cells_of(qm, lr, patch, ref, outs)
         ref_y, cheap_y = _y(ref), _y(outs[CHEAP])
         network = {f: _y(o) for f, o in outs.items() if f != CHEAP}

@@ -473,9 +473,9 @@ ARTIFACT_DAMAGE = [  # (edit of the artifact's JSON, what the one-line refusal s
     (lambda d: d["activations"][_first(d, "activations", False)].update(lower=-1e30), "lower bound is -1e+30"),
     (lambda d: d["activations"][_first(d, "activations")].update(upper=float("nan")), "upper bound is nan, not a "
                                                                                       "finite number"),
-    (lambda d: d["weights"][_first(d, "weights")].update(clip=[0.0]), "weight clip is 0.0; it must be positive"),
-    (lambda d: d["weights"][_first(d, "weights")].update(clip=[float("nan")]), "weight clip is nan"),
-    (lambda d: d["weights"][_first(d, "weights")].update(clip=[1e6]), "weight clip 1e+06 is over 4x its largest"),
+    (lambda d: d["weights"][_first(d, "weights")]["clip"].__setitem__(0, 0.0), "weight clip is 0.0; it must be positive"),
+    (lambda d: d["weights"][_first(d, "weights")]["clip"].__setitem__(0, float("nan")), "weight clip is nan"),
+    (lambda d: d["weights"][_first(d, "weights")]["clip"].__setitem__(0, 1e6), "weight clip 1e+06 is over 4x its largest"),
     (lambda d: d.update(a_bits=0), "a_bits is 0: the method defines whole bit-widths 2..8"),
     (lambda d: d.update(w_bits=40), "w_bits is 40"),
     (lambda d: d.update(w_bits=-4), "w_bits is -4"),
