@@ -16,6 +16,7 @@ require(__name__, "python -m adabm_deploy.fidelity_study")
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 from typing import Sequence
@@ -33,6 +34,8 @@ from .calibrate import PRESETS, Settings, calibrate
 from .data import open_benchmark
 from .experiments import replace_section
 from .metrics import psnr, to_uint8
+from .models import load_network
+from .network.graph import run as run_graph
 
 MODELS = {"edsr_baseline_x4.pt": "EDSR-baseline x4 (ours, the bundled model's checkpoint)",
           "edsr8_x2.pt": "EDSR-8 x2 (DIV2K-trained, converted)",
@@ -58,17 +61,38 @@ def measure_row(checkpoint: Path, bits: int, calib_dir: Path, bench: Path) -> di
             "threads": report["torch_threads"], "cheap_threshold": payload["cheap_rung"]["threshold"]}
 
 
-def render(rows: list[dict]) -> str:
+def fp32_psnr(checkpoint: Path, bench: Path) -> float:
+    """Our own FP32 model against HR on the same images: the reference for the quantized rows' PSNR vs HR."""
+    network = load_network(checkpoint)
+    data = open_benchmark(bench, network.scale)
+    scores = []
+    for pair in data.pairs:
+        lr, hr = data.load(pair)
+        x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))).float()[None]
+        with torch.no_grad():
+            sr = run_graph(network.graph, x)[0].permute(1, 2, 0).numpy()
+        scores.append(psnr(to_uint8(sr), hr, crop=network.scale))
+    return round(float(np.mean(scores)), 2)
+
+
+def _pair(key: str) -> str:
+    return " vs ".join(part if part in (fidelity.CHEAP, "0") else f"{int(part):+d}" for part in key.split("|"))
+
+
+def render(rows: list[dict], fp32: dict[str, float]) -> str:
     lines = ["## INT8 against FP32 on trained models, with the tool's defaults", "",
              f"Calibrated on 100 BSD200 images (cpu preset, full quantization, per-channel weights, relative clip "
              f"steps, cast correction and route fitting), measured on Set14 LR images routed in 96x96 cells with "
              f"hard borders (the runtime cross-fades 2 px more), simulation bit-exact with the exported graphs; "
-             f"CPU: {cpu_model()}. INT8-vs-FP32: Y-PSNR of the rounded outputs; cast: mean INT8 - FP32 per channel "
+             f"CPU: {cpu_model()}, {os.cpu_count()} cores. INT8-vs-FP32: Y-PSNR of the rounded outputs; cast: mean INT8 - FP32 per channel "
              "(levels); route step: 95th percentile over the cells where two routes meet of the largest "
              "per-channel difference of their casts (bound: 2 levels); seam: mean step across cell borders / "
-             "across lines inside cells (1.0: no seam). PSNR vs HR: Y, crop = scale.", "",
+             "across lines inside cells (1.0: no seam). PSNR vs HR: Y, crop = scale, INT8 (whole image, its "
+             "image-wise factor) / our FP32 model; the paper's EDSR-baseline x4 FP32 is 28.58 on Set14, its EDSR "
+             "x2 33.57 (docs above); a GAN model is not made for PSNR against HR, so compare its INT8 with its "
+             "FP32 output. Self-check: what calibration said on its own images (fidelity.self_check).", "",
              "| model | bits | INT8 vs FP32 Y-PSNR | cast R / G / B | route steps | seam border / inside (ratio) "
-             "| retired variants | PSNR vs HR | self-check | calib. s |",
+             "| retired variants | PSNR vs HR (INT8 / FP32) | self-check | calib. s |",
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for r in rows:
         f = r["set14"]
@@ -76,9 +100,10 @@ def render(rows: list[dict]) -> str:
         lines.append(
             f"| {MODELS.get(r['checkpoint'], r['checkpoint'])} | W{r['bits']}A{r['bits']} | {f['psnr_y']:.2f} | "
             f"{' / '.join(f'{v:+.2f}' for v in f['cast_rgb'])} | "
-            f"{', '.join(f'{k}: {v:.2f}' for k, v in f['route_steps'].items()) or '-'} | "
+            f"{', '.join(f'{_pair(k)}: {v:.2f}' for k, v in f['route_steps'].items()) or '-'} | "
             f"{seam['border']} / {seam['inside']} ({seam['ratio']}) | "
-            f"{', '.join(f'{v:+d}' for v in r['retired']) or 'none'} | {r['psnr_hr']:.2f} | "
+            f"{', '.join(f'{v:+d}' for v in r['retired']) or 'none'} | {r['psnr_hr']:.2f} / "
+            f"{fp32[r['checkpoint']]:.2f} | "
             f"{'; '.join(r['self_check_warnings']) or 'passed'} | {r['seconds']:.0f} ({r['threads']} thr.) |")
     return "\n".join(lines) + "\n"
 
@@ -107,8 +132,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             with open(store, "a") as f:
                 f.write(json.dumps(row) + "\n")
             print(f"{name} W{bits}A{bits}: {row['set14']['psnr_y']} dB against FP32", flush=True)
+    fp32 = {name: fp32_psnr(args.weights / name, args.bench) for name in {r["checkpoint"] for r in rows}}
     document = args.output.read_text() if args.output.exists() else ""
-    write_text(args.output, replace_section(document, "fidelity", render(rows), "python -m adabm_deploy.fidelity_study"))
+    write_text(args.output, replace_section(document, "fidelity", render(rows, fp32),
+                                            "python -m adabm_deploy.fidelity_study"))
     return 0
 
 
