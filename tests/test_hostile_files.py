@@ -8,10 +8,10 @@ and FUZZ_RANDOM=1 (a new draw each run instead of the fixed one) make longer hun
 """
 from __future__ import annotations
 
+import contextlib
 import io
 import os
 import struct
-import sys
 
 import cv2
 import numpy as np
@@ -98,6 +98,14 @@ KINDS = ["jpeg", "jpeg progressive", "jpeg gray", "jpeg exif orientation", "png"
 DAMAGE = ["none", "none", "truncated", "bit flip", "zeroed run", "trailer", "wrong suffix"]
 
 
+def upscale_quietly(src) -> tuple[int, str]:
+    """The CLI on one file, in this process: (exit code, what it wrote on stderr); stdout is dropped."""
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        rc = run_cli(upscale_main, [str(src), "--threads", "1", "--engine", "onnxruntime"])
+    return rc, err.getvalue()
+
+
 def reference(data: bytes) -> np.ndarray | None:
     """What an independent decoder (OpenCV, EXIF orientation applied) reads from the bytes."""
     return cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_ANYCOLOR | cv2.IMREAD_ANYDEPTH)
@@ -127,16 +135,10 @@ def test_files_cameras_phones_and_editors_write_valid_or_damaged(tmp_path_factor
         src.write_bytes(data)
         (root / "mine.txt").write_text("the user's")
         before = {p: p.read_bytes() for p in root.iterdir()}
-        err = io.StringIO()
-        stdout, stderr = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = io.StringIO(), err
-        try:
-            rc = run_cli(upscale_main, [str(src), "--threads", "1", "--engine", "onnxruntime"])
-        finally:
-            sys.stdout, sys.stderr = stdout, stderr
-        lines = err.getvalue().strip().splitlines()
+        rc, err = upscale_quietly(src)
+        lines = err.strip().splitlines()
         case = f"{kind}, {damage}, {h}x{w}, {len(data)} bytes"
-        assert "Traceback" not in err.getvalue(), case
+        assert "Traceback" not in err, case
         out = root / f"photo_x4{suffix if suffix != '.gif' else '.png'}"
         assert {p: p.read_bytes() for p in before} == before, f"an input changed: {case}"
         assert {p.name for p in root.iterdir()} - {p.name for p in before} <= {out.name}, case
@@ -203,17 +205,11 @@ def test_videos_phones_and_editors_write_valid_or_damaged(tmp_path_factory):
             data = data + bytes(range(256)) * 8
         src = root / f"clip{suffix}"
         src.write_bytes(data)
-        err = io.StringIO()
-        stdout, stderr = sys.stdout, sys.stderr
-        sys.stdout, sys.stderr = io.StringIO(), err
-        try:
-            rc = run_cli(upscale_main, [str(src), "--threads", "1", "--engine", "onnxruntime"])
-        finally:
-            sys.stdout, sys.stderr = stdout, stderr
-        lines = err.getvalue().strip().splitlines()
+        rc, err = upscale_quietly(src)
+        lines = err.strip().splitlines()
         case = f"{suffix}, rotation {rotation}, {damage}, {h}x{w}"
         out = root / f"clip_x4{suffix}"
-        assert "Traceback" not in err.getvalue() and src.read_bytes() == data, case
+        assert "Traceback" not in err and src.read_bytes() == data, case
         assert {p.name for p in root.iterdir()} <= {src.name, out.name}, case
         if rc == 1:
             assert lines[-1].startswith(f"error: {src}: ") and not out.exists(), (case, lines)
