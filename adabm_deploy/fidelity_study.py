@@ -21,21 +21,17 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-import numpy as np
-import torch
 
 from runtime.atomic import write_text
 from runtime.command import run_cli
-from runtime.complexity import gradient_density
 from runtime.cpu import cpu_model
 
 from . import fidelity
 from .calibrate import PRESETS, Settings, calibrate
 from .data import open_benchmark
 from .experiments import replace_section
-from .metrics import psnr, to_uint8
+from .evaluate import evaluate_set, fp32_upscaler, quantized_upscaler
 from .models import load_network
-from .network.graph import run as run_graph
 
 MODELS = {"edsr_baseline_x4.pt": "EDSR-baseline x4 (ours, the bundled model's checkpoint)",
           "edsr8_x2.pt": "EDSR-8 x2 (DIV2K-trained, converted)",
@@ -46,16 +42,11 @@ BITS = (8, 4)
 def measure_row(checkpoint: Path, bits: int, calib_dir: Path, bench: Path) -> dict:
     settings = Settings(w_bits=bits, a_bits=bits, full_quant=True, preset="cpu", **PRESETS["cpu"])
     qm, payload = calibrate(checkpoint, calib_dir, settings, progress=False, warn=lambda line: None)
-    pairs = [open_benchmark(bench, qm.scale).load(p) for p in open_benchmark(bench, qm.scale).pairs]
-    figures = fidelity.measure(qm, [lr for lr, _ in pairs], 96, payload["cheap_rung"]["threshold"])
-    to_hr = []
-    for lr, hr in pairs:
-        x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))).float()[None]
-        with torch.no_grad():
-            sr = qm(x, torch.tensor([gradient_density(lr)]))[0].permute(1, 2, 0).numpy()
-        to_hr.append(psnr(to_uint8(sr), hr, crop=qm.scale))
+    data = open_benchmark(bench, qm.scale)
+    figures = fidelity.measure(qm, [data.load(p)[0] for p in data.pairs], 96, payload["cheap_rung"]["threshold"])
+    to_hr = evaluate_set(quantized_upscaler(qm, None), data, progress=False).psnr_y
     report = payload["report"]
-    return {"checkpoint": checkpoint.name, "bits": bits, "set14": figures, "psnr_hr": round(float(np.mean(to_hr)), 2),
+    return {"checkpoint": checkpoint.name, "bits": bits, "set14": figures, "psnr_hr": round(to_hr, 2),
             "retired": report["routes"]["retired"], "correction": report["routes"]["correction"],
             "self_check_warnings": report["self_check"]["warnings"], "seconds": report["seconds"],
             "threads": report["torch_threads"], "cheap_threshold": payload["cheap_rung"]["threshold"]}
@@ -64,15 +55,7 @@ def measure_row(checkpoint: Path, bits: int, calib_dir: Path, bench: Path) -> di
 def fp32_psnr(checkpoint: Path, bench: Path) -> float:
     """Our own FP32 model against HR on the same images: the reference for the quantized rows' PSNR vs HR."""
     network = load_network(checkpoint)
-    data = open_benchmark(bench, network.scale)
-    scores = []
-    for pair in data.pairs:
-        lr, hr = data.load(pair)
-        x = torch.from_numpy(np.ascontiguousarray(lr.transpose(2, 0, 1))).float()[None]
-        with torch.no_grad():
-            sr = run_graph(network.graph, x)[0].permute(1, 2, 0).numpy()
-        scores.append(psnr(to_uint8(sr), hr, crop=network.scale))
-    return round(float(np.mean(scores)), 2)
+    return round(evaluate_set(fp32_upscaler(network), open_benchmark(bench, network.scale), progress=False).psnr_y, 2)
 
 
 def _pair(key: str) -> str:
