@@ -27,7 +27,7 @@ from .command import run_cli
 from .engines.choice import AUTO, CHOICES, DEFAULT_VARIABLE, default
 from .errors import UserError
 from .files import extra_pages, process
-from .headers import max_file_bytes, regular_file
+from .headers import max_file_bytes, oversized, regular_file
 from .images import INPUT_SUFFIXES
 from .jobs import Job, collect, keep_out_of_model, output_name, plan
 
@@ -47,8 +47,10 @@ def is_uri(text: str) -> bool:
     return "://" in text
 
 
-def read_uri(job: Job, limit: int) -> bytes:
-    """The bytes at a URI, at most `limit` of them (a local file:// is checked to be a regular file first)."""
+def read_uri(job: Job, max_pixels: int) -> bytes:
+    """The bytes at a URI, at most max_file_bytes(max_pixels) of them (a local file:// is checked to be a
+    regular file first)."""
+    limit = max_file_bytes(max_pixels)
     import fsspec
     if job.uri.startswith("file://") and (why := regular_file(Path(job.uri[len("file://"):]))) is not None:
         raise UserError(f"{job.uri}: {why}")
@@ -58,7 +60,7 @@ def read_uri(job: Job, limit: int) -> bytes:
     except (OSError, ValueError, ImportError) as exc:
         raise UserError(f"{job.uri}: cannot read ({exc})") from None
     if len(data) > limit:
-        raise UserError(f"{job.uri}: over {limit:,} bytes, more than an image within the pixel limit takes")
+        raise oversized(job.uri, max_pixels)
     return data
 
 
@@ -77,9 +79,8 @@ def warm(model: str, options: dict) -> None:
 def run_one(job: Job, model: str, options: dict) -> tuple[dict | None, str | None]:
     """A task: (record, None) or (None, error line), run on a worker."""
     sr = worker_model(model, options)
-    limit = max_file_bytes(sr.max_pixels)
     records, failures = process([job], sr.upscaler, max_pixels=sr.max_pixels,
-                                read=(lambda j: read_uri(j, limit)) if job.uri else None)
+                                read=(lambda j: read_uri(j, sr.max_pixels)) if job.uri else None)
     if not records:
         return None, failures[0]
     return records[0] | {"worker": os.getpid()}, None

@@ -35,6 +35,12 @@ def max_file_bytes(max_pixels: int) -> int:
     """The largest image file a pixel limit admits."""
     return max_pixels * BYTES_PER_PIXEL + METADATA_BYTES
 
+
+def oversized(name: str, max_pixels: int) -> UserError:
+    """The refusal of a file (a path or a URI) larger than max_file_bytes(max_pixels)."""
+    return UserError(f"{name}: over {max_file_bytes(max_pixels):,} bytes, more than an image of at most "
+                     f"{max_pixels:,} pixels takes (raise --max-pixels)")
+
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 _MAGIC = [(PNG_SIGNATURE, "PNG"), (b"\xff\xd8\xff", "JPEG"), (b"GIF87a", "GIF"), (b"GIF89a", "GIF"),
           (b"BM", "BMP"), (b"II*\x00", "TIFF"), (b"MM\x00*", "TIFF")]

@@ -22,7 +22,7 @@ import numpy as np
 
 from .atomic import staged
 from .errors import UserError
-from .headers import MAX_PIXELS, max_file_bytes, read_header, regular_file, sniff
+from .headers import MAX_PIXELS, max_file_bytes, oversized, read_header, regular_file, sniff
 from .png import PngStream
 
 IMAGE_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".webp", ".tif", ".tiff"}
@@ -68,8 +68,7 @@ def load(path: Path, max_pixels: int = MAX_PIXELS) -> Picture:
     except OSError as exc:
         raise UserError(f"{path}: cannot read ({exc.strerror})") from None
     if too_big or len(data) > limit:
-        raise UserError(f"{path}: over {limit:,} bytes, more than an image of at most {max_pixels:,} pixels "
-                        "takes (raise --max-pixels)")
+        raise oversized(str(path), max_pixels)
     picture = decode(data, path, max_pixels)
     picture.pages = cv2.imcount(str(path)) if sniff(data) in MULTI_PAGE else 1
     return picture
