@@ -45,7 +45,8 @@ def edsr_model(n_blocks=2, n_feats=16, scale=4):
 
 
 def save(kind: str, folder: Path, scale: int = 4, **cfg) -> Path:
-    """A checkpoint of `kind` (edsr, edsr_adabm, rdn, srresnet, carn, carn_multi, srvgg) in its original layout."""
+    """A checkpoint of `kind` (edsr, edsr_adabm, rdn, srresnet, carn, carn_multi, carn_m, srvgg) in its original
+    layout."""
     if kind in ("edsr", "edsr_adabm"):
         state = edsr_model(scale=scale, **cfg).state_dict()
         if kind == "edsr_adabm":  # AdaBM's ResBlock: conv1 / conv2
@@ -56,8 +57,10 @@ def save(kind: str, folder: Path, scale: int = 4, **cfg) -> Path:
                                    cfg.get("growth", 8), scale), 2).state_dict()
     elif kind == "srresnet":
         state = _randomise(srresnet.SRResNet(cfg.get("n_blocks", 2), cfg.get("n_feats", 16), scale), 3).state_dict()
-    elif kind in ("carn", "carn_multi"):
-        model = _randomise(carn.CARN(cfg.get("n_feats", 16), scale, (2, 3, 4) if kind == "carn_multi" else None), 4)
+    elif kind in ("carn", "carn_multi", "carn_m"):
+        mobile = {"mobile": True, "groups": 4, "upsample_groups": 4} if kind == "carn_m" else {}
+        model = _randomise(carn.CARN(cfg.get("n_feats", 16), scale, (2, 3, 4) if kind == "carn_multi" else None,
+                                     **mobile), 4)
         _mean_shift(model.sub_mean.shifter, -1, 1)
         _mean_shift(model.add_mean.shifter, 1, 1)
         state = {re.sub(r"^body\.", "", k): v for k, v in model.state_dict().items()}  # the official top level

@@ -98,13 +98,14 @@ def rotated_crd_order(channels: int, r: int) -> np.ndarray:
 
 
 def subpixel_convs(graph: Graph) -> dict[str, Node]:
-    """conv -> the pixel shuffle it reads, for 3x3 convs of few outputs whose shuffle feeds only them (the
-    sub-pixel rewrite's condition)."""
+    """conv -> the pixel shuffle it reads, for ungrouped 3x3 convs of few outputs whose shuffle feeds only them
+    (the sub-pixel rewrite's condition)."""
     found = {}
     for conv in graph.convs():
         shuffle = graph.nodes[conv.inputs[0]]
         after = graph.sole_consumer(conv.name)
-        if (conv.weight.shape[-1] == 3 and conv.weight.shape[0] < FAST_MIN and shuffle.op == "pixel_shuffle"
+        if (conv.weight.shape[-1] == 3 and conv.weight.shape[0] < FAST_MIN and conv.groups == 1
+                and shuffle.op == "pixel_shuffle"
                 and graph.sole_consumer(shuffle.name) is conv and not (after and after.op == "relu")):
             found[conv.name] = shuffle
     return found
@@ -136,7 +137,8 @@ class GraphWriter:
         """pixel shuffle -> (the node whose output it moves, the conv whose output channels are laid out for it):
         a shuffle that is the only consumer of a conv's (or its ReLU's) output. Where that output is quantized the
         shuffle runs on uint8 between its Q and DQ (channels-last with the rewrite, else DepthToSpace); a float
-        one runs channels-last with the rewrite."""
+        one runs channels-last with the rewrite. Not after a grouped conv in the channels-last form: its output
+        channels cannot be laid out for it and still read their own group's inputs."""
         found = {}
         absorbed = {s.name for s in self.subpixel.values()}
         for node in self.graph.nodes.values():
@@ -145,7 +147,8 @@ class GraphWriter:
             source = self.graph.nodes[node.inputs[0]]
             conv = self.graph.nodes[source.inputs[0]] if source.op == "relu" else source
             if conv.op != "conv" or self.graph.sole_consumer(source.name) is not node or \
-                    (conv is not source and self.graph.sole_consumer(conv.name) is not source):
+                    (conv is not source and self.graph.sole_consumer(conv.name) is not source) or \
+                    (self.nhwc and conv.groups != 1):
                 continue
             quantized = self.quantized and source.name in self.plan.outputs and conv.name in self.plan.quantized
             if quantized or (self.nhwc and not self.has_point(source.name)):
@@ -265,10 +268,10 @@ class GraphWriter:
             bias = np.append(bias, np.float32(0))[order]
             w_scale = np.append(w_scale, np.float32(1))[order]
         pad = 1 if subpixel else weight.shape[-1] // 2
-        pads = [pad] * 4
+        attrs = dict(pads=[pad] * 4, **({"group": node.groups} if node.groups != 1 else {}))
         if not quantized:
             return self.op("Conv", [x, self.const(f"{node.name}.weight", weight.astype(np.float32)),
-                                    self.const(f"{node.name}.bias", bias.astype(np.float32))], node.name, pads=pads)
+                                    self.const(f"{node.name}.bias", bias.astype(np.float32))], node.name, **attrs)
         per_axis = dict(axis=0)
         w = self.op("DequantizeLinear", [self.const(f"{node.name}.w_int8", weight.astype(np.int8)),
                                          self.const(f"{node.name}.w_scale", w_scale),
@@ -279,7 +282,7 @@ class GraphWriter:
                                                     (np.float32(x_scale) * w_scale).astype(np.float32)),
                                          self.const(f"{node.name}.b_zp", np.zeros(len(w_scale), np.int32))],
                     f"{node.name}.b", **per_axis)
-        return self.op("Conv", [x, w, b], node.name, pads=pads)
+        return self.op("Conv", [x, w, b], node.name, **attrs)
 
     # -- the network ------------------------------------------------------------------------------------
     def emit(self, node: Node, env: dict[str, str]) -> str | None:

@@ -27,7 +27,7 @@ from runtime import manifest
 
 BUNDLED = REPO / "runtime" / "models" / "edsr_baseline_x4"
 TINY = dict(n_images=8, patch=32, batch=2, epochs=2, iters_per_epoch=4, stats_batch=4)
-ARCHS = ["edsr", "rdn", "srresnet", "carn", "srvgg"]
+ARCHS = ["edsr", "rdn", "srresnet", "carn", "carn_m", "srvgg"]
 # Worst mutual Y-PSNR (ORT vs simulation, over the three variants) of a correct export, random weights: a full
 # W4A4 export is exact or within a rounding flip (61.5-inf dB measured); dropping the b-bit Clip gives
 # 41-57 dB. Body-only keeps outer convs in float, whose last-bit differences between PyTorch and ORT flip a few
@@ -402,6 +402,30 @@ def test_every_architecture_calibrates_exports_and_upscales_with_the_unchanged_r
                               capture_output=True, text=True, cwd=REPO)
         assert proc.returncode == 0, proc.stderr
         assert cv2.imread(str(sr)).shape == (40 * scale, 52 * scale, 3)
+
+
+def test_the_official_carn_m_calibrates_exports_and_upscales_on_every_engine(tmp_path):
+    """Grouped convs and shared blocks end to end on the released carn_m.pth (x2 of its three scales): a short
+    real W8A8 calibration, the model directory in both engines' forms, and runtime.upscale on each engine,
+    within 40 dB of the FP32 network's own output (43.8 on ONNX Runtime and 43.4 dB on OpenVINO measured)."""
+    import cv2
+    checkpoint = shared_path("weights", "carn_m.pth")
+    qm, payload = calibrate(checkpoint, shared_path("data", "train", "T91"), Settings(full_quant=True, w_bits=8,
+                            a_bits=8, **TINY), progress=False, warn=lambda m: None, scale=2)
+    assert payload["checkpoint"]["architecture"] == "CARN-M" and "body.b1.b1.body.0@3" in payload["adaptive_layers"]
+    m = model_dir.write(tmp_path / "model", qm, payload, 19)
+    lr = read_rgb(shared_path("data", "benchmark", "Set14", "LR_bicubic", "X2", "barbarax2.png"))[:96, :128]
+    cv2.imwrite(str(tmp_path / "lr.png"), lr[:, :, ::-1])
+    with torch.no_grad():
+        fp32 = to_uint8(run_graph(load_network(checkpoint, 2).graph, torch.from_numpy(lr.transpose(2, 0, 1).copy())
+                                  [None].float())[0].permute(1, 2, 0).numpy())
+    engines = ["onnxruntime"] + (["openvino"] if "openvino" in m.raw["engines"] else [])
+    for engine in engines:
+        proc = subprocess.run([sys.executable, "-m", "runtime.upscale", str(tmp_path / "lr.png"), "--model",
+                               str(tmp_path / "model"), "--engine", engine, "-o", str(tmp_path / f"{engine}.png")],
+                              capture_output=True, text=True, cwd=REPO)
+        assert proc.returncode == 0, proc.stderr
+        assert psnr(read_rgb(tmp_path / f"{engine}.png"), fp32) > 40.0, engine
 
 
 def test_a_network_the_tool_cannot_quantize_stops_the_export_with_one_line(tmp_path, monkeypatch, capsys):

@@ -14,10 +14,10 @@ from ..network.capture import capture
 from ..network.graph import Graph
 from . import carn, edsr, rdn, srresnet, srvgg
 from .architecture import Architecture, Layout
-from .checkpoint import load_strict, read_state_dict, sha256_file, shown
+from .checkpoint import grouped_convs, load_strict, read_state_dict, sha256_file, shown
 
 ARCHITECTURES: tuple[Architecture, ...] = (edsr.ARCHITECTURE, rdn.ARCHITECTURE, srresnet.ARCHITECTURE,
-                                           carn.ARCHITECTURE, srvgg.ARCHITECTURE)
+                                           carn.ARCHITECTURE, carn.MOBILE, srvgg.ARCHITECTURE)
 
 
 @dataclass
@@ -80,25 +80,14 @@ def _folded(keys: list[str]) -> list[str]:
 
 def _grouped(matched: dict[str, torch.Tensor], arch: Architecture, layout: Layout, source: str,
              scale: int | None) -> list[str]:
-    """Grouped convolutions among the keys that do match: a weight with the architecture's output channels
-    but a 1/g share of its input channels (CARN-M and other mobile variants). The tool does not quantize them."""
+    """Grouped convolutions among the keys that do match the closest layout, where its module has dense ones."""
     renamed = {new: v for k, v in matched.items() if (new := layout.rename(k)) is not None}
     for s in (scale,) if scale else (None, 2, 3, 4):
         try:
-            expected = arch.build(renamed, source, s)[0].state_dict()
-            break
+            return grouped_convs(renamed, arch.build(renamed, source, s)[0].state_dict())
         except (UserError, KeyError, IndexError, ValueError, RuntimeError):
             continue
-    else:
-        return []
-    grouped = [(k, v, expected[new]) for k, v in matched.items() if (new := layout.rename(k)) in expected
-               and v.ndim == 4 and v.shape[0] == expected[new].shape[0] and v.shape[1] < expected[new].shape[1]
-               and expected[new].shape[1] % v.shape[1] == 0]
-    if not grouped:
-        return []
-    key, weight, want = grouped[0]
-    return [f"{len(grouped)} grouped convs ({key}: {weight.shape[1]} input channels of {want.shape[1]}, groups="
-            f"{want.shape[1] // weight.shape[1]}), which this tool does not quantize"]
+    return []
 
 
 def load_network(path: str | Path, scale: int | None = None) -> Network:

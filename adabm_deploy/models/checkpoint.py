@@ -75,6 +75,19 @@ def shown(keys: list[str], limit: int = 3) -> str:
     return ", ".join(keys[:limit]) + (f" (+{len(keys) - limit} more)" if len(keys) > limit else "")
 
 
+def grouped_convs(state: dict[str, torch.Tensor], expected: dict[str, torch.Tensor]) -> list[str]:
+    """What says a checkpoint holds grouped convolutions where the architecture has dense ones: weights with
+    the expected output channels and kernel but a 1/g share of the input channels (mobile variants)."""
+    found = [k for k, v in state.items() if k in expected and v.ndim == 4 and expected[k].ndim == 4
+             and v.shape[0] == expected[k].shape[0] and v.shape[2:] == expected[k].shape[2:]
+             and v.shape[1] < expected[k].shape[1] and expected[k].shape[1] % v.shape[1] == 0]
+    if not found:
+        return []
+    have, want = state[found[0]].shape[1], expected[found[0]].shape[1]
+    return [f"{len(found)} grouped convs ({found[0]}: {have} input channels of {want}, groups={want // have}) "
+            "where the architecture has dense ones"]
+
+
 def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: str, what: str) -> None:
     """Load `state` into `model`, refusing any missing, unexpected or mis-shaped key."""
     expected = model.state_dict()
@@ -83,7 +96,7 @@ def load_strict(model: torch.nn.Module, state: dict[str, torch.Tensor], source: 
     misshaped = sorted(k for k in set(expected) & set(state) if expected[k].shape != state[k].shape)
     problems = [f"{len(keys)} {label} key(s): {shown(keys)}"
                 for label, keys in (("missing", missing), ("unexpected", unexpected), ("mis-shaped", misshaped))
-                if keys]
+                if keys] + grouped_convs({k: state[k] for k in misshaped}, expected)
     if problems:
         raise UserError(f"{source}: checkpoint does not match the {what} layout: " + "; ".join(problems))
     model.load_state_dict(state, strict=True)

@@ -2,7 +2,9 @@
 
 torch.fx traces the module's Python forward symbolically, keeping calls to leaf modules (convs, batch norms,
 activations, shuffles) as nodes named by their module path: exactly the names of the checkpoint's keys, which
-the roles, the calibration artifact and every error message use. (torch.export would give an ATen-level
+the roles, the calibration artifact and every error message use. A module called more than once (CARN-M's
+shared residual blocks) gives one node per call, the k-th named `<module>@k`: each call site has its own
+activations and so its own quantization points. (torch.export would give an ATen-level
 graph with functionalised, decomposed ops and no module names, and needs example shapes; these networks are
 straight-line code that fx traces as written.) The trace is then normalised: batch norms and constant scales
 fold into the conv before them, 1x1 diagonal convs at the image ends become per-channel affines (mean
@@ -24,7 +26,7 @@ from runtime.errors import UserError
 from .graph import Graph, Node
 
 LEAVES = (nn.Conv2d, nn.BatchNorm2d, nn.ReLU, nn.PReLU, nn.LeakyReLU, nn.PixelShuffle, nn.Upsample, nn.Identity)
-SUPPORTED = ("conv (stride 1, same padding, groups 1), batch norm after a conv, ReLU, PReLU, LeakyReLU, add, "
+SUPPORTED = ("conv (stride 1, same padding, any groups), batch norm after a conv, ReLU, PReLU, LeakyReLU, add, "
              "concat, constant scale after a conv, pixel shuffle, nearest upsample")
 _ADD = {operator.add, operator.iadd, torch.add}
 _MUL = {operator.mul, operator.imul, torch.mul}
@@ -37,7 +39,7 @@ class _Tracer(fx.Tracer):
     def __init__(self):
         super().__init__()
         self.stack: list[str] = [""]
-        self.outputs: dict[str, fx.Node] = {}
+        self.outputs: list[tuple[str, fx.Node]] = []
 
     def is_leaf_module(self, m: nn.Module, qualname: str) -> bool:
         return isinstance(m, LEAVES)
@@ -50,7 +52,7 @@ class _Tracer(fx.Tracer):
         finally:
             self.stack.pop()
         if isinstance(out, fx.Proxy):
-            self.outputs[name] = out.node
+            self.outputs.append((name, out.node))
         return out
 
     def create_node(self, *args, **kwargs):
@@ -88,7 +90,7 @@ def capture(model: nn.Module, source: str, role, features, pixel_range: float, s
         _merge_affines(graph)
     except _Refused as exc:
         raise UserError(f"{source}: cannot quantize {exc} (supported: {SUPPORTED})") from None
-    graph.features = [names[node] for name, node in tracer.outputs.items()
+    graph.features = [names[node] for name, node in tracer.outputs
                       if features(name, modules[name]) and names.get(node) in graph.nodes]
     return graph
 
@@ -104,10 +106,15 @@ def _convert(fx_graph: fx.Graph, modules: dict[str, nn.Module], role) -> tuple[d
     nodes: dict[str, Node] = {}
     names: dict[fx.Node, str] = {}  # fx node -> graph node name (an identity maps to its input's)
     used: Counter = Counter()
+    calls: Counter = Counter()
 
     def unique(base: str) -> str:
         used[base] += 1
         return base if used[base] == 1 else f"{base}_{used[base] - 1}"
+
+    def call_site(module: str) -> str:
+        calls[module] += 1
+        return module if calls[module] == 1 else f"{module}@{calls[module]}"
 
     def add(fx_node: fx.Node, node: Node) -> None:
         nodes[node.name] = node
@@ -126,30 +133,31 @@ def _convert(fx_graph: fx.Graph, modules: dict[str, nn.Module], role) -> tuple[d
         elif n.op == "call_module":
             m = modules[n.target]
             ins = tuple(names[a] for a in tensors)
+            site = call_site(n.target)
             if isinstance(m, nn.Identity):
                 names[n] = ins[0]
             elif isinstance(m, nn.Conv2d):
                 k = m.kernel_size[0]
-                if (m.stride != (1, 1) or m.dilation != (1, 1) or m.groups != 1 or m.kernel_size != (k, k)
+                if (m.stride != (1, 1) or m.dilation != (1, 1) or m.kernel_size != (k, k)
                         or k % 2 == 0 or m.padding != (k // 2, k // 2) or m.padding_mode != "zeros"):
                     raise _Refused(n.target, f"Conv2d with kernel {m.kernel_size}, stride {m.stride}, padding "
                                              f"{m.padding}, dilation {m.dilation}, groups {m.groups}")
                 bias = m.bias.detach().clone() if m.bias is not None else torch.zeros(m.out_channels)
-                add(n, Node(n.target, "conv", ins, m.weight.detach().clone(), bias, role=role(n.target),
-                            module=n.target))
+                add(n, Node(site, "conv", ins, m.weight.detach().clone(), bias, role=role(n.target),
+                            module=n.target, groups=m.groups))
             elif isinstance(m, nn.BatchNorm2d):
-                add(n, Node(n.target, "batch_norm", ins, module=n.target))
-                nodes[n.target].bn = m  # folded below
+                add(n, Node(site, "batch_norm", ins, module=n.target))
+                nodes[site].bn = m  # folded below
             elif isinstance(m, nn.ReLU):
-                add(n, Node(n.target, "relu", ins, module=n.target))
+                add(n, Node(site, "relu", ins, module=n.target))
             elif isinstance(m, nn.PReLU):
-                add(n, Node(n.target, "prelu", ins, m.weight.detach().clone(), module=n.target))
+                add(n, Node(site, "prelu", ins, m.weight.detach().clone(), module=n.target))
             elif isinstance(m, nn.LeakyReLU):
-                add(n, Node(n.target, "leaky_relu", ins, slope=float(m.negative_slope), module=n.target))
+                add(n, Node(site, "leaky_relu", ins, slope=float(m.negative_slope), module=n.target))
             elif isinstance(m, nn.PixelShuffle):
-                add(n, Node(n.target, "pixel_shuffle", ins, factor=m.upscale_factor, module=n.target))
+                add(n, Node(site, "pixel_shuffle", ins, factor=m.upscale_factor, module=n.target))
             elif isinstance(m, nn.Upsample):
-                add(n, _upsample(n.target, ins, m.mode, m.scale_factor, m.size))
+                add(n, _upsample(site, ins, m.mode, m.scale_factor, m.size))
             else:
                 raise _Refused(n.target, f"op {type(m).__name__}")
         elif n.op in ("call_function", "call_method"):
@@ -229,7 +237,8 @@ def _mean_shifts(graph: Graph) -> None:
     """A 1x1 conv with a diagonal colour-to-colour weight next to the image input or output is a mean shift:
     per-channel affine, kept in float at the ends of the graph."""
     for node in list(graph.nodes.values()):
-        if node.op != "conv" or node.weight.shape[-1] != 1 or node.weight.shape[0] != node.weight.shape[1]:
+        if (node.op != "conv" or node.groups != 1 or node.weight.shape[-1] != 1
+                or node.weight.shape[0] != node.weight.shape[1]):
             continue
         w = node.weight[:, :, 0, 0]
         at_end = graph.nodes[node.inputs[0]].op == "input" or node.name == graph.output

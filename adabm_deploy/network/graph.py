@@ -3,7 +3,8 @@
 Captured once from the FP32 PyTorch model (network/capture.py); the quantization points, the PyTorch
 simulation and the QDQ ONNX writer are all derived from it. Ops, and what `apply` computes for them:
   input          the LR image, NCHW RGB 0..255
-  conv           2-D conv, stride 1, "same" zero padding (batch norms and constant scales already folded in)
+  conv           2-D conv, stride 1, "same" zero padding, `groups` groups (batch norms and constant scales
+                 already folded in)
   relu, prelu, leaky_relu
   add            two tensors
   concat         along channels
@@ -33,6 +34,7 @@ class Node:
     factor: int = 0  # pixel_shuffle / upsample
     slope: float = 0.0  # leaky_relu
     role: str = ""  # conv: adaptive / fixed / outer (models.architecture.ROLES)
+    groups: int = 1  # conv: input and output channels split into this many independent groups
     module: str = ""  # the module it was captured from, for messages
 
 
@@ -59,7 +61,7 @@ def apply(node: Node, args: list[torch.Tensor]) -> torch.Tensor:
     """What `node` computes in float (a conv here is the FP32 conv; the quantized one is in quant.qgraph)."""
     op = node.op
     if op == "conv":
-        return F.conv2d(args[0], node.weight, node.bias, padding=node.weight.shape[-1] // 2)
+        return F.conv2d(args[0], node.weight, node.bias, padding=node.weight.shape[-1] // 2, groups=node.groups)
     if op == "relu":
         return F.relu(args[0])
     if op == "prelu":

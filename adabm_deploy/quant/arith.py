@@ -59,12 +59,13 @@ def bias_codes(bias: torch.Tensor, acc_scale: torch.Tensor) -> torch.Tensor:
 
 
 def integer_conv(x: torch.Tensor, x_scale: torch.Tensor, w_codes: torch.Tensor, w_scale: torch.Tensor,
-                 bias: torch.Tensor) -> torch.Tensor:
+                 bias: torch.Tensor, groups: int = 1) -> torch.Tensor:
     """A conv as QLinearConv computes it, rescaled to float: codes(x) * codes(w) + int32 bias, times x_scale *
     w_scale. The accumulator of integer codes is exact in float32 (|acc| < 2^24); on CUDA the conv runs in
     float64, as cuDNN may pick TF32, Winograd or FFT kernels for float32, which round. x_scale is [] or [N]."""
     acc_scale = x_scale.reshape(-1, 1) * w_scale.reshape(1, -1)
     x_codes = round_ste(x / x_scale.reshape(-1, 1, 1, 1))
     exact = torch.float64 if x.is_cuda else x.dtype
-    acc = F.conv2d(x_codes.to(exact), w_codes.to(exact), None, padding=w_codes.shape[-1] // 2).to(x.dtype)
+    acc = F.conv2d(x_codes.to(exact), w_codes.to(exact), None, padding=w_codes.shape[-1] // 2,
+                   groups=groups).to(x.dtype)
     return (acc + bias_codes(bias, acc_scale)[:, :, None, None]) * acc_scale[:, :, None, None]

@@ -26,6 +26,7 @@ class QConv(nn.Module):
     def __init__(self, node: Node, w_bits: int | None, per_channel: bool):
         super().__init__()
         self.name = node.name
+        self.groups = node.groups
         self.register_buffer("weight", node.weight.detach().clone().float())
         self.register_buffer("bias", node.bias.detach().clone().float())
         self.wq = WeightQuantizer(self.weight, w_bits, per_channel) if w_bits else None
@@ -39,8 +40,8 @@ class QConv(nn.Module):
     def forward(self, x: torch.Tensor, x_scale: torch.Tensor | None) -> torch.Tensor:
         pad = self.weight.shape[-1] // 2
         if self.wq is None or x_scale is None:
-            return nn.functional.conv2d(x, self.weight, self.bias, padding=pad)
-        return integer_conv(x, x_scale, self.wq.codes(self.weight), self.wq.scale(), self.bias)
+            return nn.functional.conv2d(x, self.weight, self.bias, padding=pad, groups=self.groups)
+        return integer_conv(x, x_scale, self.wq.codes(self.weight), self.wq.scale(), self.bias, self.groups)
 
 
 class QuantGraph(nn.Module):
