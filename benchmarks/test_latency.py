@@ -404,9 +404,10 @@ def test_peak_memory_grows_with_the_output_not_with_floats(benchmark, quick):
         for h, w in sizes])
 
 
-# The published sizes: RDN config B (AdaBM's rdn_baseline), SRResNet 16 x 64, CARN, realesr-general-x4v3.
+# The published sizes: RDN config B (AdaBM's rdn_baseline), SRResNet 16 x 64, CARN, CARN-M, realesr-general-x4v3.
 ARCHITECTURES = {"RDN": ("rdn", dict(g0=64, n_blocks=16, n_convs=8, growth=64)),
                  "SRResNet": ("srresnet", dict(n_blocks=16, n_feats=64)), "CARN": ("carn", dict(n_feats=64)),
+                 "CARN-M": ("carn_m", dict(n_feats=64)),
                  "SRVGGNetCompact": ("srvgg", dict(n_feats=64, n_convs=32))}
 
 

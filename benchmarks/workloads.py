@@ -29,7 +29,7 @@ def shared(*parts: str) -> Path:
 def macs_per_lr_pixel(graph: Graph, rewrite: bool) -> int:
     """Multiply-accumulates of the network's convs per LR pixel. With the rewrite, a conv that export.qdq turns
     into a sub-pixel conv computes a 2x2 conv with padded output channels before its shuffle instead of the
-    3x3 conv after it."""
+    3x3 conv after it, and a grouped conv is computed as the dense one (ONNX Runtime's INT8 form)."""
     area: dict[str, int] = {}  # output pixels per LR pixel
     rewritten = subpixel_convs(graph) if rewrite else {}
     macs = 0
@@ -38,6 +38,7 @@ def macs_per_lr_pixel(graph: Graph, rewrite: bool) -> int:
             node.factor ** 2 if node.op in MOVES else 1)
         if node.op == "conv":
             c_out, c_in, k, _ = node.weight.shape
+            c_in *= node.groups if rewrite else 1
             if node.name in rewritten:
                 shuffle = rewritten[node.name]
                 r = shuffle.factor

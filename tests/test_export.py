@@ -116,9 +116,13 @@ def test_qdq_graphs_check_fuse_to_integer_convs_and_fp32_graph_matches_torch(x2_
 @pytest.mark.parametrize("kind", ARCHS)
 def test_fresh_exports_of_every_architecture_match_the_simulation(kind, zoo_networks):
     """ORT (all optimizations) vs the simulation forced to each variant's image factor, on fresh exports of
-    random-weight models: W4A4 and W8A8, full and body-only, per-tensor and per-channel weights."""
+    random-weight models: W4A4 and W8A8, full and body-only, per-tensor and per-channel weights; and the FP32
+    graph vs the captured network."""
     network = zoo_networks[kind]
     x = torch.from_numpy(np.random.default_rng(0).uniform(0, 255, (1, 3, 20, 24)).astype(np.float32))
+    fp32 = session(build_model(QuantGraph(network.graph, 8, 8, True), None)).run(None, {"lr": x.numpy()})[0]
+    with torch.no_grad():
+        assert np.abs(fp32 - run_graph(network.graph, x).numpy()).max() < 0.05
     worst = {}
     for (w, a), full, per_channel in itertools.product([(4, 4), (8, 8)], [True, False], [False, True]):
         qm = with_factors(zoo.observed(QuantGraph(network.graph, w, a, full, per_channel)))
