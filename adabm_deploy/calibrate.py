@@ -421,8 +421,8 @@ def recalibrate_rung(payload: dict, checkpoint: Path, calib_dir: Path, budget_db
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m adabm_deploy.calibrate", description=__doc__.splitlines()[0])
-    p.add_argument("model", type=Path, help="checkpoint (EDSR, RDN, SRResNet, CARN, SRVGGNetCompact)")
-    p.add_argument("--scale", type=int, help="the scale of a multi-scale checkpoint (CARN); else checked")
+    p.add_argument("model", type=Path, help="checkpoint (EDSR, RDN, SRResNet, CARN, CARN-M, SRVGGNetCompact)")
+    p.add_argument("--scale", type=int, help="the scale of a multi-scale checkpoint (CARN, CARN-M); else checked")
     p.add_argument("--calib-dir", type=Path, required=True,
                    help="folder of HR images to draw calibration LR images from (e.g. ../shared/data/train/BSD200)")
     p.add_argument("--w-bits", type=int, default=4)

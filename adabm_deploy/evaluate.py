@@ -109,7 +109,7 @@ def format_table(results: list[SetResult], title: str) -> str:
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m adabm_deploy.evaluate", description=__doc__.splitlines()[0])
     p.add_argument("--model", required=True, type=Path,
-                   help="checkpoint (EDSR, RDN, SRResNet, CARN, SRVGGNetCompact; README lists the layouts)")
+                   help="checkpoint (EDSR, RDN, SRResNet, CARN, CARN-M, SRVGGNetCompact; README lists the layouts)")
     p.add_argument("--data", required=True, type=Path, nargs="+",
                    help="benchmark folder(s) with HR/ and LR_bicubic/X{s}/, or a folder of such folders")
     p.add_argument("--scale", type=int, help="scale to evaluate (default: the checkpoint's; a multi-scale CARN "

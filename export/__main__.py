@@ -35,8 +35,8 @@ OPSETS = range(13, 22)  # per-axis QDQ needs 13; the reference evaluator needs 1
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m export", description=__doc__.splitlines()[0])
-    p.add_argument("model", type=Path, help="checkpoint (EDSR, RDN, SRResNet, CARN, SRVGGNetCompact)")
-    p.add_argument("--scale", type=int, help="the scale of a multi-scale checkpoint (CARN); else checked")
+    p.add_argument("model", type=Path, help="checkpoint (EDSR, RDN, SRResNet, CARN, CARN-M, SRVGGNetCompact)")
+    p.add_argument("--scale", type=int, help="the scale of a multi-scale checkpoint (CARN, CARN-M); else checked")
     p.add_argument("--qconfig", type=Path, help="calibration artifact from python -m adabm_deploy.calibrate")
     p.add_argument("-o", "--output", type=Path, help="model directory to write (default: <checkpoint name>_adabm)")
     p.add_argument("--opset", type=int, default=19, help=f"ONNX opset, {OPSETS.start}..{OPSETS.stop - 1}")
