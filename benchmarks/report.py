@@ -191,8 +191,8 @@ def architecture_table(rows: list[dict], median) -> list[str]:
     if not arch:
         return []
     lines = ["", "Other architectures, random weights at their published sizes (RDN config B, SRResNet 16 x 64, CARN, "
-             "CARN-M, SRVGGNetCompact 64 x 32 convs), one 96x96 LR patch -> x4, AdaBM INT8 variant +0 at W8A8 base bits "
-             "against ORT FP32 on the plain graph, same run (latency only: random weights have no accuracy):", "",
+             "CARN-M, SRVGGNetCompact 64 x 32 convs), one 96x96 LR patch -> x4, AdaBM INT8 variant +0 at W8A8 base "
+             "bits against ORT FP32 on the plain graph, same run (latency only: random weights have no accuracy):", "",
              "| architecture | threads | ORT FP32 (s) | AdaBM INT8 (s) | speed-up | INT8 GMAC/s |",
              "| --- | --- | --- | --- | --- | --- |"]
     for (row, threads), (fp32, _) in sorted(arch.items()):

@@ -153,8 +153,8 @@ class GraphWriter:
         """pixel shuffle -> (the node whose output it moves, the conv whose output channels are laid out for it):
         a shuffle that is the only consumer of a conv's (or its ReLU's) output. Where that output is quantized the
         shuffle runs on uint8 between its Q and DQ (channels-last with the rewrite, else DepthToSpace); a float
-        one runs channels-last with the rewrite. Not after a grouped conv in the channels-last form: its output
-        channels cannot be laid out for it and still read their own group's inputs."""
+        one runs channels-last with the rewrite. Not after a conv written grouped (a float one) in the channels-last
+        form: its output channels cannot be laid out for it and still read their own group's inputs."""
         found = {}
         absorbed = {s.name for s in self.subpixel.values()}
         for node in self.graph.nodes.values():
