@@ -5,7 +5,10 @@ AMX where ONNX Runtime's stop at the VNNI peak; without AMX they were at parity)
 So `auto` times one full window of the graph the run will use on each installed engine that the model
 directory has a form for, each in its own layout (calls at once x threads per call), compares windows per
 second, and keeps the answer per CPU model, core count, model directory (its manifest's sha256), graph,
-threads and engine versions in the user's cache folder, so the probe runs once per machine and model.
+threads and engine versions in the user's cache folder, so the probe runs once per machine and model. A probe
+during which other work took more than OTHER_WORK_LIMIT of the cores decides this run only and is not kept:
+other work slows the engines unequally (CARN-M x2 here: OpenVINO 61.4 windows/s against ONNX Runtime's 26.7 on
+idle cores, 15.2 against 15.8 beside a test run), and a cache would keep that moment's answer for good.
 """
 from __future__ import annotations
 
@@ -19,7 +22,7 @@ from pathlib import Path
 import numpy as np
 
 from ..atomic import write_json
-from ..cpu import cpu_model, int8_extensions
+from ..cpu import cpu_model, int8_extensions, other_work
 from ..errors import UserError
 from ..manifest import MANIFEST, Manifest, sha256_bytes
 from . import ENGINES, Engine, installed, open_engine
@@ -31,13 +34,14 @@ DEFAULT_VARIABLE = "ADABM_DEPLOY_ENGINE"  # the engine when none is named (a fle
 PREFERRED = "onnxruntime"  # the reference engine, kept unless another is faster by more than MARGIN
 MARGIN = 0.05
 PROBE_RUNS = 3
+OTHER_WORK_LIMIT = 0.25  # share of the cores other work may take during a probe that is kept
 CACHE_FILE = "engine-choice.json"
 
 
 @dataclass(frozen=True)
 class Choice:
     engine: Engine
-    how: str  # "named", "only one installed", "probed" or "cached"
+    how: str  # "named", "only one installed", "probed", "cached", or "probed beside other work (...)"
     windows_per_second: dict[str, float]  # per engine, from the probe (empty when none ran)
     hint: str = ""  # what would make this machine faster, if anything
 
@@ -134,11 +138,14 @@ def choose(name: str | None, model: Manifest, factor: int | None, side: int, cor
         return Choice(laid_out(entry["engine"], model, cores), "cached",
                       {k: float(v) for k, v in entry.get("windows_per_second", {}).items()})
     engines = {e: open_engine(e, model) for e in candidates}
-    rates = {e: windows_per_second(engine, factor, side, cores) for e, engine in engines.items()}
+    with other_work() as share:
+        rates = {e: windows_per_second(engine, factor, side, cores) for e, engine in engines.items()}
     best = fastest(rates)
     for e, engine in engines.items():
         if e != best:
             engine.close()
+    if share and share[0] > OTHER_WORK_LIMIT:
+        return Choice(engines[best], f"probed beside other work ({share[0]:.0%} of the cores), not kept", rates)
     _remember(path, key, {"engine": best, "windows_per_second": {k: round(v, 2) for k, v in rates.items()},
                           "measured": time.strftime("%Y-%m-%d %H:%M:%S")})
     return Choice(engines[best], "probed", rates)
