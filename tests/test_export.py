@@ -411,11 +411,12 @@ def test_every_architecture_calibrates_exports_and_upscales_with_the_unchanged_r
 def test_the_official_carn_m_calibrates_exports_and_upscales_on_every_engine(tmp_path):
     """Grouped convs and shared blocks end to end on the released carn_m.pth (x2 of its three scales): a short
     real W8A8 calibration, the model directory in both engines' forms, and runtime.upscale on each engine,
-    within 40 dB of the FP32 network's own output (43.8 on ONNX Runtime and 43.4 dB on OpenVINO measured)."""
+    within 40 dB of the FP32 network's own output."""
     import cv2
     checkpoint = shared_path("weights", "carn_m.pth")
+    short = {**TINY, "n_images": 4, "epochs": 1}  # 14 s against TINY's 47 s on 2 cores
     qm, payload = calibrate(checkpoint, shared_path("data", "train", "T91"), Settings(full_quant=True, w_bits=8,
-                            a_bits=8, **TINY), progress=False, warn=lambda m: None, scale=2)
+                            a_bits=8, **short), progress=False, warn=lambda m: None, scale=2)
     assert payload["checkpoint"]["architecture"] == "CARN-M" and "body.b1.b1.body.0@3" in payload["adaptive_layers"]
     m = model_dir.write(tmp_path / "model", qm, payload, 19)
     lr = read_rgb(shared_path("data", "benchmark", "Set14", "LR_bicubic", "X2", "barbarax2.png"))[:96, :128]
@@ -429,7 +430,8 @@ def test_the_official_carn_m_calibrates_exports_and_upscales_on_every_engine(tmp
                                str(tmp_path / "model"), "--engine", engine, "-o", str(tmp_path / f"{engine}.png")],
                               capture_output=True, text=True, cwd=REPO)
         assert proc.returncode == 0, proc.stderr
-        assert psnr(read_rgb(tmp_path / f"{engine}.png"), fp32) > 40.0, engine
+        close = psnr(read_rgb(tmp_path / f"{engine}.png"), fp32)
+        assert close > 40.0, (engine, close)  # 51.3 dB on ONNX Runtime measured
 
 
 def test_a_network_the_tool_cannot_quantize_stops_the_export_with_one_line(tmp_path, monkeypatch, capsys):
