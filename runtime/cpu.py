@@ -10,9 +10,9 @@ from pathlib import Path
 from typing import Iterator
 
 # int8 dot-product extensions that ONNX Runtime's MLAS kernels use, by /proc/cpuinfo flag
-MIN_TICKS = 50  # core-ticks a measurement of other work needs (0.25 s on 2 cores at 100 ticks a second)
 INT8_FLAGS = {"avx512_vnni": "AVX-512 VNNI", "avx_vnni": "AVX-VNNI", "amx_int8": "AMX-INT8",
               "asimddp": "ARM dot product (SDOT/UDOT)", "i8mm": "ARM I8MM"}
+MIN_TICKS = 50  # core-ticks a measurement of other work needs (0.25 s on 2 cores at 100 ticks a second)
 
 
 def _cpuinfo() -> str:
