@@ -61,7 +61,7 @@ class Settings:
     finetune: bool = True
     # per-output-channel weight clips: ONNX Runtime and OpenVINO run them at the same speed as per-tensor ones,
     # and on trained models they are closer to FP32 (Set14, INT8 vs FP32 Y-PSNR, cpu preset, full quantization:
-    # realesr-animevideov3 W8A8 41.1 dB against 39.2, W4A4 28.5 against 27.7; docs/results.md). The paper
+    # realesr-animevideov3 W8A8 41.02 dB against 39.21, W4A4 28.70 against 27.64; docs/results.md). The paper
     # quantized per tensor; its protocol (python -m adabm_deploy.experiments) still does.
     per_channel: bool = True
     n_images: int = 100

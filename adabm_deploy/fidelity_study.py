@@ -22,7 +22,6 @@ import sys
 from pathlib import Path
 from typing import Sequence
 
-
 from runtime.atomic import write_text
 from runtime.command import run_cli
 from runtime.cpu import cpu_model
@@ -82,8 +81,7 @@ def render(rows: list[dict], fp32: dict[str, float]) -> str:
              f"CPU: {cpu_model()}, {os.cpu_count()} cores. INT8-vs-FP32: Y-PSNR of the rounded outputs; cast: mean "
              "INT8 - FP32 per channel (levels); route step: 95th percentile over the cells where two routes meet "
              "of the largest per-channel difference of their casts (bound: 2 levels); seam: mean step across cell "
-             "borders / "
-             "across lines inside cells (1.0: no seam). PSNR vs HR: Y, crop = scale, INT8 (whole image, its "
+             "borders / across lines inside cells (1.0: no seam). PSNR vs HR: Y, crop = scale, INT8 (whole image, its "
              "image-wise factor) / our FP32 model; the paper's EDSR-baseline x4 FP32 is 28.58 on Set14, its EDSR "
              "x2 33.57 (docs above), CARN-M's x2 33.26; a GAN model is not made for PSNR against HR, so compare its "
              "INT8 with its FP32 output. Self-check: what calibration said on its own images "
